@@ -1,0 +1,16 @@
+//! edge: run GGUF-quantized LLMs on laptops and small devices.
+//!
+//! The binary (`src/main.rs`) only parses arguments and dispatches to `commands`.
+//! Pure logic (GGUF inspection, chat templates, thinking parsing, model resolution)
+//! is kept apart from llama.cpp (`engine`) so it can be unit-tested without a model.
+
+pub mod chat;
+pub mod chat_template;
+pub mod cli;
+pub mod commands;
+pub mod engine;
+pub mod gguf_info;
+pub mod resolve;
+pub mod synth;
+pub mod term;
+pub mod thinking;

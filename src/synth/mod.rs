@@ -1,0 +1,1 @@
+//! Synthetic tiny random-weight GGUF models for tests (placeholder)
