@@ -1,0 +1,282 @@
+//! `edge run MODEL [PROMPT]`: one answer, or an interactive chat.
+
+use std::io::{IsTerminal, Read, Write};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+
+use crate::chat::{ChatSession, ChatSettings, SamplingOverrides};
+use crate::chat_template::ThinkingMode;
+use crate::cli::{OnOff, RunArgs};
+use crate::engine::{default_threads, GenOutput, LoadOptions, Model, SessionOptions, StopReason};
+use crate::resolve::resolve_model;
+use crate::term::{dim, stderr_color};
+use crate::thinking::Segment;
+
+const DEFAULT_MAX_TOKENS: u32 = 4096;
+
+pub fn run(args: RunArgs, verbose: bool) -> Result<ExitCode> {
+    let path = resolve_model(&args.model)?;
+    // Read a piped prompt before loading, so a bad pipe fails fast.
+    let prompt = match args.prompt.clone() {
+        Some(p) => Some(p),
+        None if !std::io::stdin().is_terminal() => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("reading the prompt from stdin")?;
+            if s.trim().is_empty() {
+                bail!("stdin is not a terminal and gave an empty prompt");
+            }
+            Some(s)
+        }
+        None => None,
+    };
+
+    let interactive = prompt.is_none();
+    let model = Model::load(&path, &LoadOptions { verbose, progress: interactive || args.stats })?;
+    if model.template_is_fallback {
+        eprintln!("edge: note: {} has no chat template; using ChatML", path.display());
+    }
+    let n_ctx = args.ctx.unwrap_or_else(|| model.default_ctx());
+    let threads = args.threads.unwrap_or_else(default_threads);
+    let session = model.new_session(&SessionOptions { n_ctx, n_batch: 2048, n_ubatch: 512, threads })?;
+
+    let mode = model.template.caps().thinking;
+    if args.think == Some(OnOff::Off) && mode == ThinkingMode::Always {
+        eprintln!("edge: note: this model always thinks; --think off has no effect");
+    }
+    let settings = ChatSettings {
+        system: args.system.clone(),
+        think: args.think.map(|t| t == OnOff::On),
+        think_budget: args.think_budget,
+        max_tokens: args.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+        sampling: SamplingOverrides {
+            temp: args.sampling.temp,
+            top_k: args.sampling.top_k,
+            top_p: args.sampling.top_p,
+            min_p: args.sampling.min_p,
+            seed: args.sampling.seed,
+        },
+    };
+    let mut chat = ChatSession::new(session, settings);
+    let stop = install_interrupt_flag()?;
+    let printer = Printer { show_thinking: !args.hide_thinking, color: stderr_color() };
+
+    if let Some(prompt) = prompt {
+        let out = chat.send(prompt.trim_end_matches('\n'), &stop, &mut |s| printer.print(s))?;
+        printer.end_of_reply(&out);
+        if args.stats {
+            print_stats(&model, &out);
+        }
+        return Ok(match out.stop {
+            StopReason::Interrupted => ExitCode::from(130),
+            _ => ExitCode::SUCCESS,
+        });
+    }
+    repl(&mut chat, &stop, &printer, args.stats)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C sets a flag that stops the current generation. During line editing the
+/// terminal is in raw mode, so Ctrl-C reaches rustyline as a key instead.
+fn install_interrupt_flag() -> Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let handler_flag = flag.clone();
+    ctrlc::set_handler(move || {
+        if handler_flag.swap(true, Ordering::SeqCst) {
+            // A second Ctrl-C while the first is still pending: the user means it.
+            std::process::exit(130);
+        }
+    })
+    .context("installing the Ctrl-C handler")?;
+    Ok(flag)
+}
+
+struct Printer {
+    show_thinking: bool,
+    color: bool,
+}
+
+impl Printer {
+    fn print(&self, seg: &Segment) {
+        match seg {
+            Segment::Reasoning(t) => {
+                if self.show_thinking {
+                    eprint!("{}", dim(t, self.color));
+                    let _ = std::io::stderr().flush();
+                }
+            }
+            Segment::Answer(t) => {
+                print!("{t}");
+                let _ = std::io::stdout().flush();
+            }
+        }
+    }
+
+    fn end_of_reply(&self, out: &GenOutput) {
+        if self.show_thinking && !out.reasoning.is_empty() && out.answer.is_empty() {
+            eprintln!();
+        }
+        println!();
+        match out.stop {
+            StopReason::ContextFull => eprintln!(
+                "edge: the context is full ({} tokens); /clear to start over, or run with a larger --ctx",
+                out.n_prompt_new + out.n_generated
+            ),
+            StopReason::MaxTokens => eprintln!("edge: stopped at --max-tokens"),
+            StopReason::Interrupted => eprintln!("edge: interrupted"),
+            StopReason::EndOfTurn => {}
+        }
+    }
+}
+
+fn print_stats(model: &Model, out: &GenOutput) {
+    let rate = |n: usize, ms: f64| if ms > 0.0 { n as f64 * 1000.0 / ms } else { 0.0 };
+    eprintln!(
+        "load {:.0} ms | prompt {} tokens, {:.1} tok/s | generation {} tokens, {:.1} tok/s",
+        model.load_ms,
+        out.n_prompt_new,
+        rate(out.n_prompt_new, out.prompt_ms),
+        out.n_generated,
+        rate(out.n_generated, out.gen_ms)
+    );
+}
+
+const HELP: &str = "\
+/bye             leave
+/clear           forget the conversation
+/think           turn thinking on (models that support it)
+/no_think        turn thinking off
+/set NAME VALUE  temp, top_k, top_p, min_p, seed, max_tokens, think_budget, system
+/set             show the current settings
+/help            this text
+Ctrl-C stops a reply; Ctrl-D or /bye leaves.";
+
+fn repl(chat: &mut ChatSession<'_>, stop: &AtomicBool, printer: &Printer, stats: bool) -> Result<()> {
+    let mut editor = rustyline::DefaultEditor::new().context("starting the line editor")?;
+    let history = history_path();
+    if let Some(h) = &history {
+        let _ = editor.load_history(h);
+    }
+    let mode = chat.thinking_mode();
+    eprintln!(
+        "edge: chatting with {} (thinking: {}). /help for commands.",
+        chat.session.model.path.display(),
+        match mode {
+            ThinkingMode::None => "not supported",
+            ThinkingMode::Always => "always on",
+            ThinkingMode::Switchable if chat.thinking_on() => "on",
+            ThinkingMode::Switchable => "off",
+        }
+    );
+    loop {
+        let line = match editor.readline(">>> ") {
+            Ok(line) => line,
+            Err(rustyline::error::ReadlineError::Interrupted) => continue,
+            Err(rustyline::error::ReadlineError::Eof) => break,
+            Err(e) => return Err(e).context("reading input"),
+        };
+        let input = line.trim();
+        if input.is_empty() {
+            continue;
+        }
+        let _ = editor.add_history_entry(input);
+        if let Some(cmd) = input.strip_prefix('/') {
+            match handle_command(chat, cmd) {
+                Ok(CommandOutcome::Quit) => break,
+                Ok(CommandOutcome::Continue) => {}
+                Err(e) => eprintln!("edge: {e}"),
+            }
+            continue;
+        }
+        stop.store(false, Ordering::SeqCst);
+        match chat.send(input, stop, &mut |s| printer.print(s)) {
+            Ok(out) => {
+                printer.end_of_reply(&out);
+                if stats {
+                    print_stats(chat.session.model, &out);
+                }
+            }
+            Err(e) => eprintln!("edge: error: {e:#}"),
+        }
+        stop.store(false, Ordering::SeqCst);
+    }
+    if let Some(h) = &history {
+        let _ = editor.save_history(h);
+    }
+    Ok(())
+}
+
+enum CommandOutcome {
+    Continue,
+    Quit,
+}
+
+fn handle_command(chat: &mut ChatSession<'_>, cmd: &str) -> Result<CommandOutcome> {
+    let mut words = cmd.split_whitespace();
+    let name = words.next().unwrap_or("");
+    match name {
+        "bye" | "exit" | "quit" => return Ok(CommandOutcome::Quit),
+        "clear" => {
+            chat.clear();
+            eprintln!("edge: conversation cleared");
+        }
+        "think" | "no_think" => {
+            let on = name == "think";
+            match chat.thinking_mode() {
+                ThinkingMode::None => bail!("this model has no thinking mode"),
+                ThinkingMode::Always => bail!("this model always thinks; it cannot be switched"),
+                ThinkingMode::Switchable => {
+                    chat.settings.think = Some(on);
+                    eprintln!("edge: thinking {}", if on { "on" } else { "off" });
+                }
+            }
+        }
+        "help" | "?" => eprintln!("{HELP}"),
+        "set" => {
+            let key = words.next();
+            let value: Vec<&str> = words.collect();
+            match key {
+                None => eprintln!("{:#?}", chat.settings),
+                Some(key) => set_value(chat, key, &value.join(" "))?,
+            }
+        }
+        other => bail!("unknown command /{other}; /help lists them"),
+    }
+    Ok(CommandOutcome::Continue)
+}
+
+fn set_value(chat: &mut ChatSession<'_>, key: &str, value: &str) -> Result<()> {
+    fn num<T: std::str::FromStr>(key: &str, v: &str) -> Result<T> {
+        v.parse().map_err(|_| anyhow::anyhow!("/set {key}: '{v}' is not a valid number"))
+    }
+    let s = &mut chat.settings;
+    match key {
+        "temp" => s.sampling.temp = Some(num::<f32>(key, value)?.max(0.0)),
+        "top_k" => s.sampling.top_k = Some(num(key, value)?),
+        "top_p" => s.sampling.top_p = Some(num::<f32>(key, value)?.clamp(0.0, 1.0)),
+        "min_p" => s.sampling.min_p = Some(num::<f32>(key, value)?.clamp(0.0, 1.0)),
+        "seed" => s.sampling.seed = Some(num(key, value)?),
+        "max_tokens" => s.max_tokens = num::<u32>(key, value)?.max(1),
+        "think_budget" => s.think_budget = Some(num(key, value)?),
+        "system" => {
+            s.system = (!value.is_empty()).then(|| value.to_string());
+            chat.clear();
+            eprintln!("edge: system prompt set; conversation cleared");
+            return Ok(());
+        }
+        other => bail!("/set: unknown setting '{other}'"),
+    }
+    eprintln!("edge: {key} = {value}");
+    Ok(())
+}
+
+fn history_path() -> Option<std::path::PathBuf> {
+    let dirs = directories::ProjectDirs::from("", "", "edge")?;
+    let dir = dirs.data_dir();
+    std::fs::create_dir_all(dir).ok()?;
+    Some(dir.join("chat_history.txt"))
+}

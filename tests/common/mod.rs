@@ -1,0 +1,104 @@
+//! Shared helpers for the integration tests: test-data paths, the edge binary, and
+//! synthetic models written once per test process.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use edge::synth::{write_gguf, SynthArch, SynthSpec, SynthVocab};
+
+/// `$EDGE_TEST_DATA`, default `<repo>/target/test-data` (see scripts/fetch-test-data.sh).
+pub fn test_data() -> PathBuf {
+    std::env::var_os("EDGE_TEST_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-data"))
+}
+
+/// A test-data file; panics with the fix when it is missing (tests never skip silently).
+pub fn data_file(rel: &str) -> PathBuf {
+    let p = test_data().join(rel);
+    assert!(
+        p.exists(),
+        "test data {} is missing: run scripts/fetch-test-data.sh first",
+        p.display()
+    );
+    p
+}
+
+pub fn smollm2() -> PathBuf {
+    data_file("smollm2-135m-instruct-q4_1.gguf")
+}
+
+pub fn qwen3_tokenizer_dir() -> PathBuf {
+    data_file("qwen3-tokenizer")
+}
+
+/// A scratch dir that lives for the whole test process.
+pub fn scratch() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().expect("tempdir")).path()
+}
+
+/// A synthetic model with the toy vocabulary, written once per process.
+pub fn synth_model(arch: SynthArch) -> PathBuf {
+    let path = scratch().join(format!("synth-{}.gguf", arch.as_str()));
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if !path.exists() {
+        write_gguf(&SynthSpec::new(arch), &path).expect("write synthetic model");
+    }
+    path
+}
+
+/// A synthetic qwen3/qwen3moe model with Qwen 3's real tokenizer and template.
+pub fn synth_qwen3_real_vocab(arch: SynthArch) -> PathBuf {
+    let path = scratch().join(format!("synth-{}-qwenvocab.gguf", arch.as_str()));
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if !path.exists() {
+        let dir = qwen3_tokenizer_dir();
+        let mut spec = SynthSpec::new(arch);
+        spec.vocab = SynthVocab::Qwen3Files {
+            tokenizer_json: dir.join("tokenizer.json"),
+            tokenizer_config_json: dir.join("tokenizer_config.json"),
+        };
+        write_gguf(&spec, &path).expect("write synthetic model");
+    }
+    path
+}
+
+pub fn edge() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_edge"));
+    c.env("NO_COLOR", "1").env_remove("EDGE_HOME");
+    c
+}
+
+pub fn run_edge(args: &[&str]) -> Output {
+    edge().args(args).output().expect("spawn edge")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts a failed run: non-zero exit, no signal (no panic abort/segfault), and one
+/// clear `edge: error:` line on stderr.
+pub fn assert_clean_failure(o: &Output, expect_in_msg: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    let err = stderr(o);
+    assert!(o.status.signal().is_none(), "killed by a signal: {:?}\n{err}", o.status);
+    assert_eq!(o.status.code(), Some(1), "exit code; stderr: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "want one line, got: {err}");
+    assert!(lines[0].starts_with("edge: error: "), "{err}");
+    assert!(
+        lines[0].to_lowercase().contains(&expect_in_msg.to_lowercase()),
+        "expected '{expect_in_msg}' in: {err}"
+    );
+}
