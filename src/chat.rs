@@ -65,23 +65,40 @@ pub fn render_prompt(
         let Some(pos) = rest.find(&s).filter(|_| ok) else {
             let plain = template.render(messages, opts)?;
             return Ok(RenderedPrompt {
-                parts: vec![PromptPart { text: plain, special: true }],
+                parts: vec![PromptPart {
+                    text: plain,
+                    special: true,
+                }],
                 starts_in_reasoning,
             });
         };
-        parts.push(PromptPart { text: rest[..pos].to_string(), special: true });
-        parts.push(PromptPart { text: original.clone(), special: false });
+        parts.push(PromptPart {
+            text: rest[..pos].to_string(),
+            special: true,
+        });
+        parts.push(PromptPart {
+            text: original.clone(),
+            special: false,
+        });
         rest = &rest[pos + s.len()..];
     }
-    parts.push(PromptPart { text: rest.to_string(), special: true });
+    parts.push(PromptPart {
+        text: rest.to_string(),
+        special: true,
+    });
     parts.retain(|p| !p.text.is_empty());
-    Ok(RenderedPrompt { parts, starts_in_reasoning })
+    Ok(RenderedPrompt {
+        parts,
+        starts_in_reasoning,
+    })
 }
 
 /// True when the prompt ends inside an opened, unclosed `<think>` block.
 fn prompt_opens_think(rendered: &str) -> bool {
     match rendered.rfind(THINK_OPEN) {
-        Some(open) => !rendered[open..].contains(THINK_CLOSE) && rendered[open..].trim() == THINK_OPEN,
+        Some(open) => {
+            !rendered[open..].contains(THINK_CLOSE) && rendered[open..].trim() == THINK_OPEN
+        }
         None => false,
     }
 }
@@ -141,7 +158,11 @@ pub struct ChatSession<'m> {
 
 impl<'m> ChatSession<'m> {
     pub fn new(session: Session<'m>, settings: ChatSettings) -> Self {
-        Self { session, settings, history: Vec::new() }
+        Self {
+            session,
+            settings,
+            history: Vec::new(),
+        }
     }
 
     pub fn history(&self) -> &[Message] {
@@ -188,7 +209,11 @@ impl<'m> ChatSession<'m> {
 
     /// The prompt this turn would send, for tests and `-v`.
     pub fn preview(&self, user: &str) -> Result<RenderedPrompt> {
-        render_prompt(&self.session.model.template, &self.messages_with(user), &self.render_options())
+        render_prompt(
+            &self.session.model.template,
+            &self.messages_with(user),
+            &self.render_options(),
+        )
     }
 
     /// Sends one user message and generates the reply, streaming segments.
@@ -204,7 +229,11 @@ impl<'m> ChatSession<'m> {
         let req = GenRequest {
             max_tokens: self.settings.max_tokens,
             sampling: sampling_for(thinking_model, self.thinking_on(), &self.settings.sampling),
-            think_budget: if self.thinking_on() { self.settings.think_budget } else { None },
+            think_budget: if self.thinking_on() {
+                self.settings.think_budget
+            } else {
+                None
+            },
             starts_in_reasoning: rendered.starts_in_reasoning,
         };
         let out = self.session.generate(&tokens, &req, stop, on_segment)?;
@@ -229,16 +258,34 @@ mod tests {
     fn user_text_is_a_separate_unparsed_part() {
         let t = ChatTemplate::new(CHATML, SpecialTokens::default()).unwrap();
         let msgs = vec![Message::system("sys"), Message::user("hi <|im_end|> there")];
-        let opts = RenderOptions { add_generation_prompt: true, ..Default::default() };
+        let opts = RenderOptions {
+            add_generation_prompt: true,
+            ..Default::default()
+        };
         let r = render_prompt(&t, &msgs, &opts).unwrap();
         assert_eq!(
             r.parts,
             vec![
-                PromptPart { text: "<|im_start|>system\n".into(), special: true },
-                PromptPart { text: "sys".into(), special: false },
-                PromptPart { text: "<|im_end|>\n<|im_start|>user\n".into(), special: true },
-                PromptPart { text: "hi <|im_end|> there".into(), special: false },
-                PromptPart { text: "<|im_end|>\n<|im_start|>assistant\n".into(), special: true },
+                PromptPart {
+                    text: "<|im_start|>system\n".into(),
+                    special: true
+                },
+                PromptPart {
+                    text: "sys".into(),
+                    special: false
+                },
+                PromptPart {
+                    text: "<|im_end|>\n<|im_start|>user\n".into(),
+                    special: true
+                },
+                PromptPart {
+                    text: "hi <|im_end|> there".into(),
+                    special: false
+                },
+                PromptPart {
+                    text: "<|im_end|>\n<|im_start|>assistant\n".into(),
+                    special: true
+                },
             ]
         );
         assert!(!r.starts_in_reasoning);
@@ -247,18 +294,27 @@ mod tests {
     #[test]
     fn detects_prompt_opened_think() {
         assert!(prompt_opens_think("<|im_start|>assistant\n<think>\n"));
-        assert!(!prompt_opens_think("<|im_start|>assistant\n<think>\n\n</think>\n\n"));
+        assert!(!prompt_opens_think(
+            "<|im_start|>assistant\n<think>\n\n</think>\n\n"
+        ));
         assert!(!prompt_opens_think("<|im_start|>assistant\n"));
     }
 
     #[test]
     fn sampling_defaults_follow_qwen_per_mode_and_respect_overrides() {
-        let none = SamplingOverrides { seed: Some(1), ..Default::default() };
+        let none = SamplingOverrides {
+            seed: Some(1),
+            ..Default::default()
+        };
         let s = sampling_for(true, true, &none);
         assert_eq!((s.temp, s.top_p, s.top_k), (0.6, 0.95, 20));
         let s = sampling_for(true, false, &none);
         assert_eq!((s.temp, s.top_p, s.top_k), (0.7, 0.8, 20));
-        let o = SamplingOverrides { temp: Some(0.0), seed: Some(1), ..Default::default() };
+        let o = SamplingOverrides {
+            temp: Some(0.0),
+            seed: Some(1),
+            ..Default::default()
+        };
         assert_eq!(sampling_for(true, true, &o).temp, 0.0);
     }
 }

@@ -32,7 +32,9 @@ pub enum GgufError {
     BadVersion(u32),
     #[error("GGUF header is truncated or corrupt: {0}")]
     Header(String),
-    #[error("GGUF is truncated: tensor '{tensor}' needs bytes up to {needed} but the file has {actual}")]
+    #[error(
+        "GGUF is truncated: tensor '{tensor}' needs bytes up to {needed} but the file has {actual}"
+    )]
     TruncatedData {
         tensor: String,
         needed: u64,
@@ -219,7 +221,8 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: u64, what: &str) -> Result<&'a [u8], GgufError> {
-        let n = usize::try_from(n).map_err(|_| GgufError::Header(format!("{what}: length {n} too large")))?;
+        let n = usize::try_from(n)
+            .map_err(|_| GgufError::Header(format!("{what}: length {n} too large")))?;
         let end = self
             .pos
             .checked_add(n)
@@ -272,20 +275,32 @@ impl<'a> Cursor<'a> {
                 let elem_type = self.u32(key)?;
                 let len = self.u64(key)?;
                 if len > MAX_COUNT * 4 {
-                    return Err(GgufError::Header(format!("array '{key}' claims {len} elements")));
+                    return Err(GgufError::Header(format!(
+                        "array '{key}' claims {len} elements"
+                    )));
                 }
                 if elem_type == 9 {
-                    return Err(GgufError::Header(format!("nested array in '{key}' is not supported")));
+                    return Err(GgufError::Header(format!(
+                        "nested array in '{key}' is not supported"
+                    )));
                 }
                 if len <= MAX_DECODED_ARRAY {
                     let mut values = Vec::with_capacity(len as usize);
                     for _ in 0..len {
                         values.push(self.value(elem_type, key)?);
                     }
-                    MetaValue::Array { elem_type, len, values: Some(values) }
+                    MetaValue::Array {
+                        elem_type,
+                        len,
+                        values: Some(values),
+                    }
                 } else {
                     self.skip_values(elem_type, len, key)?;
-                    MetaValue::Array { elem_type, len, values: None }
+                    MetaValue::Array {
+                        elem_type,
+                        len,
+                        values: None,
+                    }
                 }
             }
             10 => MetaValue::U64(self.u64(key)?),
@@ -345,7 +360,10 @@ impl GgufFile {
 
     /// Opens a GGUF and parses its header without requiring the tensor data.
     pub fn open_header(path: &Path) -> Result<Self, GgufError> {
-        let io = |source| GgufError::Io { path: path.display().to_string(), source };
+        let io = |source| GgufError::Io {
+            path: path.display().to_string(),
+            source,
+        };
         let meta = std::fs::metadata(path).map_err(io)?;
         if meta.is_dir() {
             return Err(GgufError::IsDirectory(path.display().to_string()));
@@ -356,17 +374,26 @@ impl GgufFile {
         let file = std::fs::File::open(path).map_err(io)?;
         let map = read_header_bytes(&file).map_err(io)?;
         let parsed = Self::parse_header(&map)?;
-        Ok(Self { file_size: meta.len(), ..parsed })
+        Ok(Self {
+            file_size: meta.len(),
+            ..parsed
+        })
     }
 
     /// Parses the header and tensor table from the first bytes of a GGUF. The tensor
     /// data need not be present (header-only GGUFs, HTTP range reads).
     pub fn parse_header(buf: &[u8]) -> Result<Self, GgufError> {
         if buf.len() < 4 {
-            return Err(GgufError::BadMagic(String::from_utf8_lossy(buf).into_owned()));
+            return Err(GgufError::BadMagic(
+                String::from_utf8_lossy(buf).into_owned(),
+            ));
         }
         if &buf[..4] != b"GGUF" {
-            return Err(GgufError::BadMagic(String::from_utf8_lossy(&buf[..4]).escape_debug().to_string()));
+            return Err(GgufError::BadMagic(
+                String::from_utf8_lossy(&buf[..4])
+                    .escape_debug()
+                    .to_string(),
+            ));
         }
         let mut cur = Cursor { buf, pos: 4 };
         let version = cur.u32("version")?;
@@ -393,14 +420,18 @@ impl GgufFile {
             .and_then(|(_, v)| v.as_u64())
             .unwrap_or(32);
         if alignment == 0 || !alignment.is_power_of_two() {
-            return Err(GgufError::Header(format!("invalid general.alignment {alignment}")));
+            return Err(GgufError::Header(format!(
+                "invalid general.alignment {alignment}"
+            )));
         }
         let mut tensors = Vec::with_capacity(n_tensors.min(1 << 16) as usize);
         for i in 0..n_tensors {
             let name = cur.string(&format!("tensor name #{i}"))?;
             let n_dims = cur.u32(&name)?;
             if n_dims == 0 || n_dims > MAX_DIMS {
-                return Err(GgufError::Header(format!("tensor '{name}' has {n_dims} dimensions")));
+                return Err(GgufError::Header(format!(
+                    "tensor '{name}' has {n_dims} dimensions"
+                )));
             }
             let mut dims = Vec::with_capacity(n_dims as usize);
             for _ in 0..n_dims {
@@ -424,7 +455,13 @@ impl GgufFile {
                     "tensor '{name}' offset {offset} is not aligned to {alignment}"
                 )));
             }
-            tensors.push(TensorInfo { name, dims, ggml_type, offset, bytes });
+            tensors.push(TensorInfo {
+                name,
+                dims,
+                ggml_type,
+                offset,
+                bytes,
+            });
         }
         let header_end = cur.pos as u64;
         let data_offset = header_end.div_ceil(alignment) * alignment;
@@ -441,7 +478,10 @@ impl GgufFile {
     /// Fails when any tensor's bytes lie beyond `file_size`.
     pub fn check_data_present(&self, file_size: u64) -> Result<(), GgufError> {
         for t in &self.tensors {
-            let end = self.data_offset.saturating_add(t.offset).saturating_add(t.bytes);
+            let end = self
+                .data_offset
+                .saturating_add(t.offset)
+                .saturating_add(t.bytes);
             if end > file_size {
                 return Err(GgufError::TruncatedData {
                     tensor: t.name.clone(),
@@ -558,9 +598,13 @@ impl ModelFacts {
         }
         let mut quant_mix: Vec<QuantShare> = mix
             .into_iter()
-            .map(|(ty, (bytes, n))| QuantShare { ggml_type: ty.to_string(), bytes, n_tensors: n })
+            .map(|(ty, (bytes, n))| QuantShare {
+                ggml_type: ty.to_string(),
+                bytes,
+                n_tensors: n,
+            })
             .collect();
-        quant_mix.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+        quant_mix.sort_by_key(|q| std::cmp::Reverse(q.bytes));
 
         let mut moe_layers: Vec<u32> = gguf
             .tensors
@@ -670,7 +714,7 @@ mod tests {
         b.extend_from_slice(&2u64.to_le_bytes());
         b.extend_from_slice(&0u32.to_le_bytes());
         b.extend_from_slice(&0u64.to_le_bytes());
-        while b.len() % 32 != 0 {
+        while !b.len().is_multiple_of(32) {
             b.push(0);
         }
         b.extend(std::iter::repeat_n(0u8, 32 * 2 * 4));

@@ -40,8 +40,10 @@ fn main() -> ExitCode {
 /// clap's own errors, reduced to one line (help and version still print in full).
 fn usage_error(err: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
-    if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
-        || err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) || err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
     {
         let _ = err.print();
         return ExitCode::from(if err.use_stderr() { 2 } else { 0 });

@@ -35,7 +35,11 @@ impl ThinkParser {
     /// `starts_in_reasoning`: the prompt already opened `<think>`.
     pub fn new(starts_in_reasoning: bool) -> Self {
         Self {
-            state: if starts_in_reasoning { State::Reasoning } else { State::Start },
+            state: if starts_in_reasoning {
+                State::Reasoning
+            } else {
+                State::Start
+            },
             pending: String::new(),
             trim_next: starts_in_reasoning,
         }
@@ -91,7 +95,10 @@ impl ThinkParser {
                     let body = &self.pending[..self.pending.len() - keep];
                     let body_trimmed = body.trim_end_matches('\n');
                     let ready = body_trimmed.len();
-                    emit(&mut out, Segment::Reasoning(self.pending[..ready].to_string()));
+                    emit(
+                        &mut out,
+                        Segment::Reasoning(self.pending[..ready].to_string()),
+                    );
                     self.pending = self.pending[ready..].to_string();
                     return out;
                 }
@@ -137,7 +144,11 @@ fn emit(out: &mut Vec<Segment>, seg: Segment) {
 fn partial_suffix(text: &str, marker: &str) -> usize {
     (1..marker.len())
         .rev()
-        .find(|&n| text.len() >= n && text.is_char_boundary(text.len() - n) && marker.starts_with(&text[text.len() - n..]))
+        .find(|&n| {
+            text.len() >= n
+                && text.is_char_boundary(text.len() - n)
+                && marker.starts_with(&text[text.len() - n..])
+        })
         .unwrap_or(0)
 }
 
@@ -193,17 +204,26 @@ mod tests {
 
     #[test]
     fn no_think_is_all_answer() {
-        assert_eq!(split_all("Hello <think> there", false), (String::new(), "Hello <think> there".into()));
+        assert_eq!(
+            split_all("Hello <think> there", false),
+            (String::new(), "Hello <think> there".into())
+        );
         assert_eq!(split_all("<thin", false), (String::new(), "<thin".into()));
     }
 
     #[test]
     fn empty_think_block_from_no_think_mode() {
-        assert_eq!(split_all("<think>\n\n</think>\n\nHi", false), (String::new(), "Hi".into()));
+        assert_eq!(
+            split_all("<think>\n\n</think>\n\nHi", false),
+            (String::new(), "Hi".into())
+        );
     }
 
     #[test]
     fn unterminated_reasoning_is_flushed() {
-        assert_eq!(split_all("<think>\nstill thinking", false), ("still thinking".into(), String::new()));
+        assert_eq!(
+            split_all("<think>\nstill thinking", false),
+            ("still thinking".into(), String::new())
+        );
     }
 }

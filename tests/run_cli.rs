@@ -12,7 +12,13 @@ use edge::synth::SynthArch;
 #[test]
 fn answers_paris_greedily_and_exits_zero() {
     let m = smollm2();
-    let o = run_edge(&["run", m.to_str().unwrap(), "Name the capital of France.", "--temp", "0"]);
+    let o = run_edge(&[
+        "run",
+        m.to_str().unwrap(),
+        "Name the capital of France.",
+        "--temp",
+        "0",
+    ]);
     assert!(o.status.success(), "stderr: {}", stderr(&o));
     assert!(stdout(&o).contains("Paris"), "stdout: {}", stdout(&o));
 }
@@ -21,7 +27,14 @@ fn answers_paris_greedily_and_exits_zero() {
 fn prompt_from_a_pipe() {
     let m = smollm2();
     let mut child = edge()
-        .args(["run", m.to_str().unwrap(), "--temp", "0", "--max-tokens", "24"])
+        .args([
+            "run",
+            m.to_str().unwrap(),
+            "--temp",
+            "0",
+            "--max-tokens",
+            "24",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -41,7 +54,16 @@ fn prompt_from_a_pipe() {
 #[test]
 fn stats_report_speeds() {
     let m = smollm2();
-    let o = run_edge(&["run", m.to_str().unwrap(), "Hi", "--temp", "0", "--max-tokens", "4", "--stats"]);
+    let o = run_edge(&[
+        "run",
+        m.to_str().unwrap(),
+        "Hi",
+        "--temp",
+        "0",
+        "--max-tokens",
+        "4",
+        "--stats",
+    ]);
     assert!(o.status.success());
     let err = stderr(&o);
     assert!(err.contains("load") && err.contains("tok/s"), "{err}");
@@ -56,7 +78,10 @@ fn bad_model_files_fail_with_one_clear_line() {
     // missing file
     assert_clean_failure(&run_edge(&["run", &p("nope.gguf"), "hi"]), "not found");
     // a directory
-    assert_clean_failure(&run_edge(&["run", dir.to_str().unwrap(), "hi"]), "directory");
+    assert_clean_failure(
+        &run_edge(&["run", dir.to_str().unwrap(), "hi"]),
+        "directory",
+    );
     // empty file
     std::fs::write(p("empty.gguf"), b"").unwrap();
     assert_clean_failure(&run_edge(&["run", &p("empty.gguf"), "hi"]), "empty");
@@ -67,10 +92,16 @@ fn bad_model_files_fail_with_one_clear_line() {
     let good = std::fs::read(synth_model(SynthArch::Qwen3)).unwrap();
     // truncated inside the header (metadata)
     std::fs::write(p("trunc-header.gguf"), &good[..200]).unwrap();
-    assert_clean_failure(&run_edge(&["run", &p("trunc-header.gguf"), "hi"]), "truncated");
+    assert_clean_failure(
+        &run_edge(&["run", &p("trunc-header.gguf"), "hi"]),
+        "truncated",
+    );
     // truncated inside the tensor data
     std::fs::write(p("trunc-data.gguf"), &good[..good.len() - 1000]).unwrap();
-    assert_clean_failure(&run_edge(&["run", &p("trunc-data.gguf"), "hi"]), "truncated");
+    assert_clean_failure(
+        &run_edge(&["run", &p("trunc-data.gguf"), "hi"]),
+        "truncated",
+    );
     assert_clean_failure(&run_edge(&["show", &p("trunc-data.gguf")]), "truncated");
 
     // unknown architecture: rename qwen3 to qwenx everywhere in the header
@@ -82,7 +113,10 @@ fn bad_model_files_fail_with_one_clear_line() {
         }
     }
     std::fs::write(p("unknown-arch.gguf"), &unknown).unwrap();
-    assert_clean_failure(&run_edge(&["run", &p("unknown-arch.gguf"), "hi"]), "unknown model architecture");
+    assert_clean_failure(
+        &run_edge(&["run", &p("unknown-arch.gguf"), "hi"]),
+        "unknown model architecture",
+    );
 }
 
 #[test]
@@ -102,7 +136,10 @@ fn bad_flag_values_fail_with_one_clear_line() {
         assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
         let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
         assert_eq!(lines.len(), 1, "{args:?}: {err}");
-        assert!(lines[0].starts_with("edge: error: ") && lines[0].contains(needle), "{args:?}: {err}");
+        assert!(
+            lines[0].starts_with("edge: error: ") && lines[0].contains(needle),
+            "{args:?}: {err}"
+        );
     }
 }
 
@@ -164,14 +201,28 @@ fn show_reports_moe_facts_of_each_synthetic_architecture() {
 fn greedy_generation_is_identical_across_runs_for_each_synthetic_architecture() {
     for arch in [SynthArch::Qwen3, SynthArch::Qwen3Moe, SynthArch::Llama4] {
         let m = synth_model(arch);
-        let args = ["run", m.to_str().unwrap(), "hello there", "--temp", "0", "--max-tokens", "24", "--think", "off"];
+        let args = [
+            "run",
+            m.to_str().unwrap(),
+            "hello there",
+            "--temp",
+            "0",
+            "--max-tokens",
+            "24",
+            "--think",
+            "off",
+        ];
         let a = run_edge(&args);
         let b = run_edge(&args);
         assert!(a.status.success(), "{arch:?}: {}", stderr(&a));
         // Random weights give arbitrary (often whitespace) text; what matters is that
         // tokens came out and that greedy decoding repeats exactly.
         assert!(!stdout(&a).is_empty(), "{arch:?} produced nothing");
-        assert!(stderr(&a).contains("--max-tokens"), "{arch:?} should run to the limit: {}", stderr(&a));
+        assert!(
+            stderr(&a).contains("--max-tokens"),
+            "{arch:?} should run to the limit: {}",
+            stderr(&a)
+        );
         assert_eq!(stdout(&a), stdout(&b), "{arch:?}");
     }
 }
@@ -181,14 +232,29 @@ fn version_names_llama_cpp_and_backends() {
     let o = run_edge(&["--version"]);
     assert!(o.status.success());
     let s = stdout(&o);
-    assert!(s.contains("llama.cpp") && s.contains("backends: ") && s.contains("CPU"), "{s}");
+    assert!(
+        s.contains("llama.cpp") && s.contains("backends: ") && s.contains("CPU"),
+        "{s}"
+    );
     assert!(s.contains("AVX2 = 1"), "default build must keep AVX2: {s}");
 }
 
 #[test]
 fn bench_prints_llama_bench_json() {
     let m = smollm2();
-    let o = run_edge(&["bench", m.to_str().unwrap(), "-p", "32", "-n", "8", "-r", "2", "-t", "2", "--json"]);
+    let o = run_edge(&[
+        "bench",
+        m.to_str().unwrap(),
+        "-p",
+        "32",
+        "-n",
+        "8",
+        "-r",
+        "2",
+        "-t",
+        "2",
+        "--json",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let records = v.as_array().unwrap();

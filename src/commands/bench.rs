@@ -29,14 +29,21 @@ impl TestResult {
         u64::from(self.n_prompt + self.n_gen)
     }
     fn samples_ts(&self) -> Vec<f64> {
-        self.samples_ns.iter().map(|&ns| 1e9 * self.tokens() as f64 / ns as f64).collect()
+        self.samples_ns
+            .iter()
+            .map(|&ns| 1e9 * self.tokens() as f64 / ns as f64)
+            .collect()
     }
 }
 
 fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
     let mean = v.iter().sum::<f64>() / n;
-    let var = if v.len() > 1 { v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
     (mean, var.sqrt())
 }
 
@@ -44,12 +51,21 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
 struct TokenRng(u64, i32);
 impl TokenRng {
     fn next(&mut self) -> LlamaToken {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         LlamaToken(((self.0 >> 33) % self.1 as u64) as i32)
     }
 }
 
-fn test_prompt(ctx: &mut LlamaContext<'_>, model: &Model, n_prompt: u32, n_batch: u32, rng: &mut TokenRng) -> Result<()> {
+fn test_prompt(
+    ctx: &mut LlamaContext<'_>,
+    model: &Model,
+    n_prompt: u32,
+    n_batch: u32,
+    rng: &mut TokenRng,
+) -> Result<()> {
     let vocab = model.llama.vocab();
     let mut batch = LlamaBatch::new(n_batch as usize, 1);
     let mut done = 0u32;
@@ -57,24 +73,40 @@ fn test_prompt(ctx: &mut LlamaContext<'_>, model: &Model, n_prompt: u32, n_batch
         let n = (n_prompt - done).min(n_batch);
         batch.clear();
         for i in 0..n {
-            let tok = if done == 0 && i == 0 && vocab.should_add_bos() { vocab.bos() } else { rng.next() };
+            let tok = if done == 0 && i == 0 && vocab.should_add_bos() {
+                vocab.bos()
+            } else {
+                rng.next()
+            };
             batch.add(tok, (done + i) as i32, &[0], i + 1 == n)?;
         }
-        ctx.decode(&mut batch).map_err(|e| anyhow!("decode failed: {e}"))?;
+        ctx.decode(&mut batch)
+            .map_err(|e| anyhow!("decode failed: {e}"))?;
         done += n;
     }
     ctx.synchronize();
     Ok(())
 }
 
-fn test_gen(ctx: &mut LlamaContext<'_>, model: &Model, n_gen: u32, start_pos: i32, rng: &mut TokenRng) -> Result<()> {
+fn test_gen(
+    ctx: &mut LlamaContext<'_>,
+    model: &Model,
+    n_gen: u32,
+    start_pos: i32,
+    rng: &mut TokenRng,
+) -> Result<()> {
     let vocab = model.llama.vocab();
-    let mut tok = if vocab.should_add_bos() { vocab.bos() } else { rng.next() };
+    let mut tok = if vocab.should_add_bos() {
+        vocab.bos()
+    } else {
+        rng.next()
+    };
     let mut batch = LlamaBatch::new(1, 1);
     for i in 0..n_gen {
         batch.clear();
         batch.add(tok, start_pos + i as i32, &[0], true)?;
-        ctx.decode(&mut batch).map_err(|e| anyhow!("decode failed: {e}"))?;
+        ctx.decode(&mut batch)
+            .map_err(|e| anyhow!("decode failed: {e}"))?;
         ctx.synchronize();
         tok = rng.next();
     }
@@ -83,7 +115,13 @@ fn test_gen(ctx: &mut LlamaContext<'_>, model: &Model, n_gen: u32, start_pos: i3
 
 pub fn run(args: BenchArgs, verbose: bool) -> Result<ExitCode> {
     let path = resolve_model(&args.model)?;
-    let model = Model::load(&path, &LoadOptions { verbose, progress: false })?;
+    let model = Model::load(
+        &path,
+        &LoadOptions {
+            verbose,
+            progress: false,
+        },
+    )?;
     let threads = args.threads.unwrap_or_else(default_threads);
     let n_vocab = model.llama.n_vocab();
     let mut rng = TokenRng(1234, n_vocab);
@@ -126,7 +164,11 @@ pub fn run(args: BenchArgs, verbose: bool) -> Result<ExitCode> {
             }
             samples_ns.push(t.elapsed().as_nanos() as u64);
         }
-        results.push(TestResult { n_prompt, n_gen, samples_ns });
+        results.push(TestResult {
+            n_prompt,
+            n_gen,
+            samples_ns,
+        });
     }
 
     let filename = path.display().to_string();
@@ -134,7 +176,12 @@ pub fn run(args: BenchArgs, verbose: bool) -> Result<ExitCode> {
         "{} {} {}",
         model.facts.architecture,
         crate::term::human_count(model.facts.n_params),
-        model.facts.quant_mix.first().map(|q| q.ggml_type.as_str()).unwrap_or("?")
+        model
+            .facts
+            .quant_mix
+            .first()
+            .map(|q| q.ggml_type.as_str())
+            .unwrap_or("?")
     );
     if args.json {
         let records: Vec<_> = results
@@ -179,7 +226,11 @@ pub fn run(args: BenchArgs, verbose: bool) -> Result<ExitCode> {
         println!("| --- | ---: | ---: | ---: | ---: | ---: |");
         for r in &results {
             let (avg, std) = mean_std(&r.samples_ts());
-            let test = if r.n_prompt > 0 { format!("pp{}", r.n_prompt) } else { format!("tg{}", r.n_gen) };
+            let test = if r.n_prompt > 0 {
+                format!("pp{}", r.n_prompt)
+            } else {
+                format!("tg{}", r.n_gen)
+            };
             println!(
                 "| {} | {} | {} | {} | {} | {:.2} ± {:.2} |",
                 model_type,
@@ -202,7 +253,12 @@ fn now_rfc3339() -> String {
         .unwrap_or(0);
     let (days, rem) = (secs / 86400, secs % 86400);
     let (y, m, d) = civil_from_days(days as i64);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).

@@ -36,13 +36,27 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<ExitCode> {
     };
 
     let interactive = prompt.is_none();
-    let model = Model::load(&path, &LoadOptions { verbose, progress: interactive || args.stats })?;
+    let model = Model::load(
+        &path,
+        &LoadOptions {
+            verbose,
+            progress: interactive || args.stats,
+        },
+    )?;
     if model.template_is_fallback {
-        eprintln!("edge: note: {} has no chat template; using ChatML", path.display());
+        eprintln!(
+            "edge: note: {} has no chat template; using ChatML",
+            path.display()
+        );
     }
     let n_ctx = args.ctx.unwrap_or_else(|| model.default_ctx());
     let threads = args.threads.unwrap_or_else(default_threads);
-    let session = model.new_session(&SessionOptions { n_ctx, n_batch: 2048, n_ubatch: 512, threads })?;
+    let session = model.new_session(&SessionOptions {
+        n_ctx,
+        n_batch: 2048,
+        n_ubatch: 512,
+        threads,
+    })?;
 
     let mode = model.template.caps().thinking;
     if args.think == Some(OnOff::Off) && mode == ThinkingMode::Always {
@@ -63,10 +77,15 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<ExitCode> {
     };
     let mut chat = ChatSession::new(session, settings);
     let stop = install_interrupt_flag()?;
-    let printer = Printer { show_thinking: !args.hide_thinking, color: stderr_color() };
+    let printer = Printer {
+        show_thinking: !args.hide_thinking,
+        color: stderr_color(),
+    };
 
     if let Some(prompt) = prompt {
-        let out = chat.send(prompt.trim_end_matches('\n'), &stop, &mut |s| printer.print(s))?;
+        let out = chat.send(prompt.trim_end_matches('\n'), &stop, &mut |s| {
+            printer.print(s)
+        })?;
         printer.end_of_reply(&out);
         if args.stats {
             print_stats(&model, &out);
@@ -134,7 +153,13 @@ impl Printer {
 }
 
 fn print_stats(model: &Model, out: &GenOutput) {
-    let rate = |n: usize, ms: f64| if ms > 0.0 { n as f64 * 1000.0 / ms } else { 0.0 };
+    let rate = |n: usize, ms: f64| {
+        if ms > 0.0 {
+            n as f64 * 1000.0 / ms
+        } else {
+            0.0
+        }
+    };
     eprintln!(
         "load {:.0} ms | prompt {} tokens, {:.1} tok/s | generation {} tokens, {:.1} tok/s",
         model.load_ms,
@@ -155,7 +180,12 @@ const HELP: &str = "\
 /help            this text
 Ctrl-C stops a reply; Ctrl-D or /bye leaves.";
 
-fn repl(chat: &mut ChatSession<'_>, stop: &AtomicBool, printer: &Printer, stats: bool) -> Result<()> {
+fn repl(
+    chat: &mut ChatSession<'_>,
+    stop: &AtomicBool,
+    printer: &Printer,
+    stats: bool,
+) -> Result<()> {
     let mut editor = rustyline::DefaultEditor::new().context("starting the line editor")?;
     let history = history_path();
     if let Some(h) = &history {
@@ -251,7 +281,8 @@ fn handle_command(chat: &mut ChatSession<'_>, cmd: &str) -> Result<CommandOutcom
 
 fn set_value(chat: &mut ChatSession<'_>, key: &str, value: &str) -> Result<()> {
     fn num<T: std::str::FromStr>(key: &str, v: &str) -> Result<T> {
-        v.parse().map_err(|_| anyhow::anyhow!("/set {key}: '{v}' is not a valid number"))
+        v.parse()
+            .map_err(|_| anyhow::anyhow!("/set {key}: '{v}' is not a valid number"))
     }
     let s = &mut chat.settings;
     match key {

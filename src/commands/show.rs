@@ -21,12 +21,12 @@ pub fn run(args: ShowArgs) -> Result<ExitCode> {
     let facts = ModelFacts::from_gguf(&gguf)
         .map_err(anyhow::Error::msg)
         .with_context(|| path.display().to_string())?;
-    let thinking = gguf
-        .get_str("tokenizer.chat_template")
-        .map(|src| match ChatTemplate::new(src, SpecialTokens::default()) {
+    let thinking = gguf.get_str("tokenizer.chat_template").map(|src| {
+        match ChatTemplate::new(src, SpecialTokens::default()) {
             Ok(t) => t.caps().thinking,
             Err(_) => ThinkingMode::None,
-        });
+        }
+    });
 
     if args.json {
         let mut v = json!({
@@ -53,16 +53,28 @@ pub fn run(args: ShowArgs) -> Result<ExitCode> {
         println!("name          {name}");
     }
     println!("architecture  {}", facts.architecture);
-    println!("parameters    {} ({})", human_count(facts.n_params), facts.n_params);
+    println!(
+        "parameters    {} ({})",
+        human_count(facts.n_params),
+        facts.n_params
+    );
     println!(
         "file size     {} ({} bytes){}",
         human_bytes(facts.file_size),
         facts.file_size,
-        if header_only { ", header only: no tensor data" } else { "" }
+        if header_only {
+            ", header only: no tensor data"
+        } else {
+            ""
+        }
     );
     println!("layers        {}", opt(facts.n_layer));
     println!("embedding     {}", opt(facts.n_embd));
-    println!("heads         {} (kv heads {})", opt(facts.n_head), opt(facts.n_head_kv));
+    println!(
+        "heads         {} (kv heads {})",
+        opt(facts.n_head),
+        opt(facts.n_head_kv)
+    );
     println!("context       {}", opt(facts.context_length));
     println!("vocabulary    {}", opt(facts.vocab_size));
     match &facts.moe {
@@ -72,24 +84,49 @@ pub fn run(args: ShowArgs) -> Result<ExitCode> {
                 moe.n_expert, moe.n_expert_used, moe.n_expert_shared
             );
             println!("expert ffn    {}", opt(moe.expert_ff));
-            println!("moe layers    {} of {}: {}", moe.moe_layers.len(), opt(facts.n_layer), ranges(&moe.moe_layers));
+            println!(
+                "moe layers    {} of {}: {}",
+                moe.moe_layers.len(),
+                opt(facts.n_layer),
+                ranges(&moe.moe_layers)
+            );
         }
         None => println!("experts       none (dense)"),
     }
     println!(
         "chat template {}",
-        if thinking.is_some() { "yes" } else { "no (edge falls back to ChatML)" }
+        if thinking.is_some() {
+            "yes"
+        } else {
+            "no (edge falls back to ChatML)"
+        }
     );
-    println!("thinking      {}", thinking.map(thinking_label).unwrap_or("no"));
+    println!(
+        "thinking      {}",
+        thinking.map(thinking_label).unwrap_or("no")
+    );
     println!("quant mix:");
     for q in &facts.quant_mix {
-        let share = 100.0 * q.bytes as f64 / facts.quant_mix.iter().map(|q| q.bytes).sum::<u64>().max(1) as f64;
-        println!("  {:<8} {:>12} {:>5.1}%  {} tensors", q.ggml_type, human_bytes(q.bytes), share, q.n_tensors);
+        let share = 100.0 * q.bytes as f64
+            / facts.quant_mix.iter().map(|q| q.bytes).sum::<u64>().max(1) as f64;
+        println!(
+            "  {:<8} {:>12} {:>5.1}%  {} tensors",
+            q.ggml_type,
+            human_bytes(q.bytes),
+            share,
+            q.n_tensors
+        );
     }
     if args.tensors {
         println!("tensors:");
         for t in &gguf.tensors {
-            println!("  {:<40} {:<8} {:>24} {:>12}", t.name, t.ggml_type.to_string(), format!("{:?}", t.dims), t.bytes);
+            println!(
+                "  {:<40} {:<8} {:>24} {:>12}",
+                t.name,
+                t.ggml_type.to_string(),
+                format!("{:?}", t.dims),
+                t.bytes
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -114,7 +151,11 @@ fn ranges(layers: &[u32]) -> String {
             i += 1;
             end = layers[i];
         }
-        out.push(if start == end { start.to_string() } else { format!("{start}-{end}") });
+        out.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
         i += 1;
     }
     out.join(", ")

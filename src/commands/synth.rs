@@ -29,10 +29,12 @@ pub fn run(args: SynthArgs) -> Result<ExitCode> {
     }
     if let Some(t) = &args.template {
         spec.chat_template = Some(
-            std::fs::read_to_string(t).with_context(|| format!("reading template {}", t.display()))?,
+            std::fs::read_to_string(t)
+                .with_context(|| format!("reading template {}", t.display()))?,
         );
     }
-    write_gguf(&spec, &args.output).with_context(|| format!("writing {}", args.output.display()))?;
+    write_gguf(&spec, &args.output)
+        .with_context(|| format!("writing {}", args.output.display()))?;
     eprintln!("edge: wrote {}", args.output.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -12,7 +12,11 @@ pub fn long_version() -> String {
         env!("CARGO_PKG_VERSION"),
         LLAMA_CPP_SYS_VERSION,
         crate::engine::ffi::ggml_version(),
-        if backends.is_empty() { "CPU".to_string() } else { backends.join(", ") },
+        if backends.is_empty() {
+            "CPU".to_string()
+        } else {
+            backends.join(", ")
+        },
         crate::engine::ffi::system_info()
     )
 }

@@ -12,7 +12,11 @@ static VERBOSE: AtomicBool = AtomicBool::new(false);
 static RECENT_ERRORS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 const MAX_RECENT: usize = 16;
 
-extern "C" fn log_callback(level: llama_cpp_sys_2::ggml_log_level, text: *const c_char, _: *mut c_void) {
+extern "C" fn log_callback(
+    level: llama_cpp_sys_2::ggml_log_level,
+    text: *const c_char,
+    _: *mut c_void,
+) {
     if text.is_null() {
         return;
     }
@@ -95,8 +99,16 @@ pub fn ggml_version() -> String {
     unsafe {
         let v = llama_cpp_sys_2::ggml_version();
         let c = llama_cpp_sys_2::ggml_commit();
-        let v = if v.is_null() { "?".into() } else { CStr::from_ptr(v).to_string_lossy() };
-        let c = if c.is_null() { "?".into() } else { CStr::from_ptr(c).to_string_lossy() };
+        let v = if v.is_null() {
+            "?".into()
+        } else {
+            CStr::from_ptr(v).to_string_lossy()
+        };
+        let c = if c.is_null() {
+            "?".into()
+        } else {
+            CStr::from_ptr(c).to_string_lossy()
+        };
         format!("ggml {v} (commit {c})")
     }
 }

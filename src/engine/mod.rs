@@ -68,7 +68,9 @@ impl Model {
 
         let started = Instant::now();
         let mut params = LlamaModelParams::default();
-        let bar = opts.progress.then(|| crate::commands::progress::load_bar(path));
+        let bar = opts
+            .progress
+            .then(|| crate::commands::progress::load_bar(path));
         if let Some(bar) = bar.clone() {
             params = params.with_progress_callback(move |p| {
                 bar.set_position((p * 100.0) as u64);
@@ -97,7 +99,14 @@ impl Model {
         };
         let template = ChatTemplate::new(&source, special)
             .with_context(|| format!("{}: the model's chat template", path.display()))?;
-        Ok(Model { llama, path: path.to_path_buf(), facts, template, template_is_fallback, load_ms })
+        Ok(Model {
+            llama,
+            path: path.to_path_buf(),
+            facts,
+            template,
+            template_is_fallback,
+            load_ms,
+        })
     }
 
     /// Tokenizes prompt parts: template text with special-token parsing, user text
@@ -105,9 +114,11 @@ impl Model {
     pub fn tokenize_parts(&self, parts: &[PromptPart]) -> Vec<LlamaToken> {
         let vocab = self.llama.vocab();
         let mut tokens = Vec::new();
-        let starts_with_bos_text = parts
-            .first()
-            .is_some_and(|p| p.special && vocab_text(&self.llama, vocab.bos()).is_some_and(|b| !b.is_empty() && p.text.starts_with(&b)));
+        let starts_with_bos_text = parts.first().is_some_and(|p| {
+            p.special
+                && vocab_text(&self.llama, vocab.bos())
+                    .is_some_and(|b| !b.is_empty() && p.text.starts_with(&b))
+        });
         if vocab.should_add_bos() && !starts_with_bos_text && vocab.bos().0 >= 0 {
             tokens.push(vocab.bos());
         }

@@ -171,12 +171,15 @@ impl SynthSpec {
             ensure!(v > 0, "{name} must be positive");
         }
         ensure!(
-            self.n_head % self.n_head_kv == 0,
+            self.n_head.is_multiple_of(self.n_head_kv),
             "n_head ({}) must be a multiple of n_head_kv ({})",
             self.n_head,
             self.n_head_kv
         );
-        ensure!(self.head_dim % 2 == 0, "head_dim must be even (RoPE)");
+        ensure!(
+            self.head_dim.is_multiple_of(2),
+            "head_dim must be even (RoPE)"
+        );
         if self.arch.is_moe() {
             ensure!(
                 self.n_expert > 0 && self.n_expert_used > 0 && self.n_expert_used <= self.n_expert,
@@ -218,7 +221,7 @@ fn is_moe_layer(arch: SynthArch, il: u32) -> bool {
     match arch {
         SynthArch::Qwen3 => false,
         SynthArch::Qwen3Moe => true,
-        SynthArch::Llama4 => (il + 1) % LLAMA4_MOE_LAYER_STEP == 0,
+        SynthArch::Llama4 => (il + 1).is_multiple_of(LLAMA4_MOE_LAYER_STEP),
     }
 }
 

@@ -37,7 +37,8 @@ pub fn qwen3_tokenizer_dir() -> PathBuf {
 /// A scratch dir that lives for the whole test process.
 pub fn scratch() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().expect("tempdir")).path()
+    DIR.get_or_init(|| tempfile::tempdir().expect("tempdir"))
+        .path()
 }
 
 /// A synthetic model with the toy vocabulary, written once per process.
@@ -91,14 +92,20 @@ pub fn stderr(o: &Output) -> String {
 pub fn assert_clean_failure(o: &Output, expect_in_msg: &str) {
     use std::os::unix::process::ExitStatusExt;
     let err = stderr(o);
-    assert!(o.status.signal().is_none(), "killed by a signal: {:?}\n{err}", o.status);
+    assert!(
+        o.status.signal().is_none(),
+        "killed by a signal: {:?}\n{err}",
+        o.status
+    );
     assert_eq!(o.status.code(), Some(1), "exit code; stderr: {err}");
     assert!(!err.contains("panicked"), "panic: {err}");
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "want one line, got: {err}");
     assert!(lines[0].starts_with("edge: error: "), "{err}");
     assert!(
-        lines[0].to_lowercase().contains(&expect_in_msg.to_lowercase()),
+        lines[0]
+            .to_lowercase()
+            .contains(&expect_in_msg.to_lowercase()),
         "expected '{expect_in_msg}' in: {err}"
     );
 }
