@@ -252,32 +252,3 @@ fn qwen3_with_real_tokenizer() {
 fn qwen3moe_with_real_tokenizer() {
     check_qwen3_tokenizer(SynthArch::Qwen3Moe);
 }
-
-#[test]
-#[ignore]
-fn tmp_logs() {
-    unsafe extern "C" fn cb(level: llama_cpp_sys_2::ggml_log_level, text: *const std::os::raw::c_char, _: *mut std::os::raw::c_void) {
-        let t = unsafe { std::ffi::CStr::from_ptr(text) }.to_string_lossy();
-        if level == llama_cpp_sys_2::GGML_LOG_LEVEL_WARN || level == llama_cpp_sys_2::GGML_LOG_LEVEL_ERROR || t.contains("EOG") || t.contains("special") || t.contains("n_swa") || t.contains("CONTROL") {
-            eprint!("[{level}] {t}");
-        }
-    }
-    backend();
-    unsafe { llama_cpp_sys_2::llama_log_set(Some(cb), std::ptr::null_mut()) };
-    let dir = tempfile::tempdir().unwrap();
-    for arch in [SynthArch::Qwen3, SynthArch::Qwen3Moe, SynthArch::Llama4] {
-        let spec = SynthSpec::new(arch);
-        let p = dir.path().join(format!("{arch}.gguf"));
-        write_gguf(&spec, &p).unwrap();
-        eprintln!("===== {arch}");
-        let m = load(&p);
-        greedy(&m, "hi", 2);
-    }
-    let mut spec = SynthSpec::new(SynthArch::Qwen3);
-    spec.vocab = qwen3_tokenizer_files();
-    let p = dir.path().join("real.gguf");
-    write_gguf(&spec, &p).unwrap();
-    eprintln!("===== real");
-    let m = load(&p);
-    greedy(&m, "hi", 2);
-}

@@ -6,10 +6,12 @@
 //!
 //! - Weights are F16 for matrices, F32 for norms (all 1.0) and for the MoE router.
 //!   Projections have std 1/sqrt(fan_in) (times a gain for those that write into the residual
-//!   stream), the embedding (and lm head) std 1, so logits have a large spread and greedy
-//!   output survives rounding.
-//! - The lm-head rows of CONTROL tokens are zero (the token_embd rows when the embedding is
-//!   tied), so greedy decoding never emits EOS/EOT by chance.
+//!   stream), the embedding (and lm head) std 1, so logits have a large spread (std about 16)
+//!   and top-1 near-ties are rare. Random models are still chaotic: a quantized copy (Q8_0,
+//!   Q4_K_M) usually matches the F16 greedy output for a few tokens only, then diverges.
+//! - The lm-head rows of CONTROL tokens (and of any token llama.cpp treats as end-of-generation
+//!   by its text) are zero (the token_embd rows when the embedding is tied), so greedy decoding
+//!   never emits EOS/EOT by chance.
 //! - Same spec and seed give a byte-identical file. Each tensor has its own random stream, so
 //!   a tensor's values do not depend on which other tensors the model has.
 
@@ -22,6 +24,7 @@ use std::fmt;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -212,8 +215,8 @@ struct PlannedTensor {
     shape: Vec<u64>,
     ty: GGmlType,
     init: Init,
-    /// Whether the rows (ne1 index) of CONTROL tokens are zeroed: the lm head.
-    zero_control_rows: bool,
+    /// Whether the rows (ne1 index) of CONTROL/EOG tokens are zeroed: the lm head.
+    zero_eog_rows: bool,
 }
 
 /// Is layer `il` a MoE layer?
@@ -256,7 +259,7 @@ fn plan(spec: &SynthSpec, n_vocab: u64) -> Vec<PlannedTensor> {
             shape,
             ty,
             init,
-            zero_control_rows: zero,
+            zero_eog_rows: zero,
         });
     };
     // std 1/sqrt(fan_in); the fan-in of a ggml matrix is its row length ne0.
@@ -283,7 +286,7 @@ fn plan(spec: &SynthSpec, n_vocab: u64) -> Vec<PlannedTensor> {
         }
         push(b("ffn_norm"), vec![e], Init::Ones, false);
         if is_moe_layer(spec.arch, il) {
-            // A sharp router (std 1 on a unit-RMS input): routing survives rounding.
+            // A sharp router (std 1 on a unit-RMS input), so near-ties between experts are rare.
             push(b("ffn_gate_inp"), vec![e, x], Init::Normal(1.0), false);
             push(b("ffn_gate_exps"), vec![e, ff, x], proj(e), false);
             push(b("ffn_up_exps"), vec![e, ff, x], proj(e), false);
@@ -444,7 +447,7 @@ fn fnv1a(s: &str) -> u64 {
 struct LazyTensor {
     seed: u64,
     t: PlannedTensor,
-    control_ids: std::rc::Rc<Vec<u32>>,
+    zero_ids: Rc<Vec<u32>>,
     data: OnceCell<Vec<u8>>,
 }
 
@@ -473,9 +476,9 @@ impl LazyTensor {
             }
             (ty, _) => unreachable!("synthetic tensors are F16 or F32, not {ty:?}"),
         };
-        if self.t.zero_control_rows {
+        if self.t.zero_eog_rows {
             let row_bytes = bytes.len() / self.t.shape[1] as usize;
-            for &id in self.control_ids.iter() {
+            for &id in self.zero_ids.iter() {
                 let start = id as usize * row_bytes;
                 bytes[start..start + row_bytes].fill(0);
             }
@@ -505,7 +508,7 @@ fn normal(rng: &mut ChaCha8Rng) -> f32 {
 pub fn write_gguf(spec: &SynthSpec, path: &Path) -> Result<()> {
     spec.validate()?;
     let vocab = vocab::build(spec.arch, &spec.vocab)?;
-    let control_ids = std::rc::Rc::new(vocab.control_ids());
+    let zero_ids = Rc::new(vocab.head_zero_ids());
     let tensors = plan(spec, vocab.len() as u64);
     let kv = metadata(spec, vocab);
 
@@ -526,7 +529,7 @@ pub fn write_gguf(spec: &SynthSpec, path: &Path) -> Result<()> {
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
 
-    let result = write_file(&tmp, spec.seed, kv, tensors, control_ids)
+    let result = write_file(&tmp, spec.seed, kv, tensors, zero_ids)
         .and_then(|()| fs::rename(&tmp, path).context("renaming the temporary file"));
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -539,7 +542,7 @@ fn write_file(
     seed: u64,
     kv: Vec<(String, Val)>,
     tensors: Vec<PlannedTensor>,
-    control_ids: std::rc::Rc<Vec<u32>>,
+    zero_ids: Rc<Vec<u32>>,
 ) -> Result<()> {
     let file = File::create(tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
@@ -556,7 +559,7 @@ fn write_file(
         let data = LazyTensor {
             seed,
             t,
-            control_ids: control_ids.clone(),
+            zero_ids: zero_ids.clone(),
             data: OnceCell::new(),
         };
         tw.write_tensor(&name, ty, &shape, data)?;
@@ -669,6 +672,7 @@ mod tests {
                     assert!(info.offset() + info.nbytes() <= g.data.len(), "{name}");
                 }
                 // The lm head's CONTROL rows are zero, the others are not.
+                let zero_ids = vocab::build(arch, &spec.vocab).unwrap().head_zero_ids();
                 let head = if tied {
                     "token_embd.weight"
                 } else {
@@ -680,6 +684,7 @@ mod tests {
                 for (id, &t) in types.iter().enumerate() {
                     let zero = data[id * row..(id + 1) * row].iter().all(|&b| b == 0);
                     assert_eq!(zero, t == vocab::TOKEN_CONTROL, "{arch} {head} row {id}");
+                    assert_eq!(zero, zero_ids.contains(&(id as u32)));
                 }
                 // Norms are 1.0.
                 let info = g.tensors["output_norm.weight"].to_info();

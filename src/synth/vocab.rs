@@ -15,6 +15,37 @@ pub(crate) const TOKEN_CONTROL: i32 = 3;
 pub(crate) const TOKEN_USER_DEFINED: i32 = 4;
 pub(crate) const TOKEN_UNUSED: i32 = 5;
 
+/// Token texts llama.cpp (llama-vocab.cpp, `special_eog_ids`) treats as end-of-generation
+/// whatever their token type.
+const EOG_TEXTS: &[&str] = &[
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<|return|>",
+    "<|call|>",
+    "<|flush|>",
+    "<|calls|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "</s>",
+    "<|eom_id|>",
+    "<EOT>",
+    "_<EOT>",
+    "[EOT]",
+    "[EOS]",
+    "<|end_of_text|>",
+    "<end_of_utterance>",
+    "<eos>",
+    "<turn|>",
+    "<|tool_response>",
+    "<\u{ff5c}end\u{2581}of\u{2581}sentence\u{ff5c}>",
+    "[e~[",
+    "<|fim_pad|>",
+    "<|repo_name|>",
+    "<|fim_repo|>",
+    "<|file_sep|>",
+];
+
 /// Number of BPE merges learnt for the toy vocabulary.
 const TOY_MERGES: usize = 40;
 
@@ -49,12 +80,15 @@ impl Vocab {
         self.tokens.len()
     }
 
-    /// Ids of CONTROL tokens: their lm-head rows are zeroed so greedy decoding never picks them.
-    pub fn control_ids(&self) -> Vec<u32> {
+    /// Ids whose lm-head rows are zeroed so greedy decoding never picks them: the CONTROL
+    /// tokens, and the tokens llama.cpp makes end-of-generation by their text whatever their
+    /// type (Qwen's vocabulary has a plain `</s>`, id 128247).
+    pub fn head_zero_ids(&self) -> Vec<u32> {
         self.types
             .iter()
+            .zip(&self.tokens)
             .enumerate()
-            .filter(|&(_, &t)| t == TOKEN_CONTROL)
+            .filter(|&(_, (&ty, text))| ty == TOKEN_CONTROL || EOG_TEXTS.contains(&text.as_str()))
             .map(|(i, _)| i as u32)
             .collect()
     }
@@ -419,6 +453,40 @@ mod tests {
         assert_eq!(distinct.len(), 256);
     }
 
+    /// Checked when `scripts/fetch-test-data.sh` has run (tests/synth_models.rs requires it).
+    #[test]
+    fn qwen3_files_vocab() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-data/qwen3-tokenizer");
+        let (tj, cfg) = (
+            dir.join("tokenizer.json"),
+            dir.join("tokenizer_config.json"),
+        );
+        if !tj.is_file() || !cfg.is_file() {
+            return;
+        }
+        let v = qwen3_files(&tj, &cfg).unwrap();
+        assert_eq!(v.len(), 151_669);
+        assert_eq!(v.merges.len(), 151_387);
+        assert!(!v.tokens.iter().any(|t| t.starts_with("[PAD")));
+        assert_eq!(v.tokens[9707], "Hello");
+        assert_eq!(v.tokens[1879], "\u{120}world");
+        assert_eq!((v.bos, v.eos, v.pad), (151_643, 151_645, 151_643));
+        assert!(!v.add_bos);
+        assert_eq!(v.chat_template, QWEN3_CHAT_TEMPLATE);
+        let ty = |id: usize| v.types[id];
+        assert_eq!(ty(151_644), TOKEN_CONTROL); // <|im_start|>
+        assert_eq!(ty(151_659), TOKEN_CONTROL); // <|fim_prefix|>: looks special
+        assert_eq!(ty(151_657), TOKEN_USER_DEFINED); // <tool_call>
+        assert_eq!(ty(151_667), TOKEN_USER_DEFINED); // <think>
+        assert_eq!(ty(128_247), TOKEN_NORMAL); // "</s>"
+        let zero = v.head_zero_ids();
+        assert!(zero.contains(&128_247));
+        assert_eq!(
+            zero.len(),
+            1 + v.types.iter().filter(|&&t| t == TOKEN_CONTROL).count()
+        );
+    }
+
     #[test]
     fn toy_vocab_shape() {
         let q = toy(SynthArch::Qwen3);
@@ -426,7 +494,7 @@ mod tests {
         assert_eq!(q.merges.len(), TOY_MERGES);
         assert_eq!(q.tokens[q.eos as usize], "<|im_end|>");
         assert_eq!(q.tokens[q.bos as usize], "<|endoftext|>");
-        assert_eq!(q.control_ids().len(), 3);
+        assert_eq!(q.head_zero_ids().len(), 3);
         let l = toy(SynthArch::Llama4);
         assert_eq!(l.len(), 256 + TOY_MERGES + 8);
         assert_eq!(l.tokens[l.eos as usize], "<|eot|>");
