@@ -27,6 +27,22 @@ pub enum Command {
     Show(ShowArgs),
     /// Measure prompt-processing and generation speed (llama-bench compatible).
     Bench(BenchArgs),
+    /// Download a model (catalog name, hf.co/ORG/REPO[:QUANT]) into the local store.
+    Pull(crate::commands::pull::PullArgs),
+    /// List the models in the local store.
+    List(crate::commands::list::ListArgs),
+    /// Remove a model from the local store.
+    Rm(crate::commands::rm::RmArgs),
+    /// Register a local GGUF file under a name.
+    Import(crate::commands::import::ImportArgs),
+    /// Quantize a GGUF (llama.cpp types, recipes, quantize-to-fit).
+    Quantize(crate::commands::quantize::QuantizeArgs),
+    /// Compute an importance matrix (llama.cpp's imatrix GGUF format).
+    Imatrix(crate::commands::imatrix::ImatrixArgs),
+    /// Perplexity and KL divergence against a reference model.
+    Eval(crate::commands::eval::EvalArgs),
+    /// Run a JSONL file of requests offline (OpenAI batch format), resumable.
+    Batch(crate::commands::batch::BatchArgs),
     /// Write a tiny random-weight GGUF (qwen3, qwen3moe, llama4) for tests and demos.
     #[command(hide = true)]
     Synth(SynthArgs),

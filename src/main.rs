@@ -20,6 +20,14 @@ fn main() -> ExitCode {
         Some(Command::Run(args)) => commands::run::run(args, cli.verbose),
         Some(Command::Show(args)) => commands::show::run(args),
         Some(Command::Bench(args)) => commands::bench::run(args, cli.verbose),
+        Some(Command::Pull(args)) => commands::pull::run(args, cli.verbose),
+        Some(Command::List(args)) => commands::list::run(args, cli.verbose),
+        Some(Command::Rm(args)) => commands::rm::run(args, cli.verbose),
+        Some(Command::Import(args)) => commands::import::run(args, cli.verbose),
+        Some(Command::Quantize(args)) => commands::quantize::run(args, cli.verbose),
+        Some(Command::Imatrix(args)) => commands::imatrix::run(args, cli.verbose),
+        Some(Command::Eval(args)) => commands::eval::run(args, cli.verbose),
+        Some(Command::Batch(args)) => commands::batch::run(args, cli.verbose),
         Some(Command::Synth(args)) => commands::synth::run(args),
         None => {
             let _ = Cli::command().print_help();

@@ -1,0 +1,16 @@
+//! `edge list` (being built; see its issue).
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Arguments (placeholder until the command lands).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub rest: Vec<String>,
+}
+
+pub fn run(_args: ListArgs, _verbose: bool) -> Result<ExitCode> {
+    bail!("`edge list` is not available in this build yet")
+}

@@ -1,0 +1,16 @@
+//! `edge rm NAME` (being built; see its issue).
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+
+#[derive(Debug, clap::Args)]
+pub struct RmArgs {
+    /// Arguments (placeholder until the command lands).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub rest: Vec<String>,
+}
+
+pub fn run(_args: RmArgs, _verbose: bool) -> Result<ExitCode> {
+    bail!("`edge rm` is not available in this build yet")
+}
