@@ -4,6 +4,7 @@
 //! Pure logic (GGUF inspection, chat templates, thinking parsing, model resolution)
 //! is kept apart from llama.cpp (`engine`) so it can be unit-tested without a model.
 
+pub mod batch;
 pub mod chat;
 pub mod chat_template;
 pub mod cli;

@@ -12,5 +12,6 @@ pub mod quantize;
 pub mod rm;
 pub mod run;
 pub mod show;
+pub mod signals;
 pub mod synth;
 pub mod version;

@@ -3,7 +3,6 @@
 use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 
@@ -76,7 +75,7 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<ExitCode> {
         },
     };
     let mut chat = ChatSession::new(session, settings);
-    let stop = install_interrupt_flag()?;
+    let stop = super::signals::interrupt_flag()?;
     let printer = Printer {
         show_thinking: !args.hide_thinking,
         color: stderr_color(),
@@ -97,21 +96,6 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<ExitCode> {
     }
     repl(&mut chat, &stop, &printer, args.stats)?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Ctrl-C sets a flag that stops the current generation. During line editing the
-/// terminal is in raw mode, so Ctrl-C reaches rustyline as a key instead.
-fn install_interrupt_flag() -> Result<Arc<AtomicBool>> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let handler_flag = flag.clone();
-    ctrlc::set_handler(move || {
-        if handler_flag.swap(true, Ordering::SeqCst) {
-            // A second Ctrl-C while the first is still pending: the user means it.
-            std::process::exit(130);
-        }
-    })
-    .context("installing the Ctrl-C handler")?;
-    Ok(flag)
 }
 
 struct Printer {

@@ -206,10 +206,16 @@ pub struct Sampling {
 
 impl Sampling {
     fn sampler(&self) -> LlamaSampler {
+        self.sampler_with(None)
+    }
+
+    /// The sampler chain, optionally led by a grammar (which must see the logits first).
+    pub fn sampler_with(&self, grammar: Option<LlamaSampler>) -> LlamaSampler {
+        let mut chain: Vec<LlamaSampler> = grammar.into_iter().collect();
         if self.temp <= 0.0 {
-            return LlamaSampler::greedy();
+            chain.push(LlamaSampler::greedy());
+            return LlamaSampler::chain_simple(chain);
         }
-        let mut chain = Vec::new();
         if self.top_k > 0 {
             chain.push(LlamaSampler::top_k(self.top_k as i32));
         }
@@ -442,13 +448,13 @@ impl<'m> Session<'m> {
 }
 
 /// Turns token bytes into text without splitting multi-byte characters across tokens.
-#[derive(Default)]
-struct Utf8Stream {
+#[derive(Default, Debug)]
+pub struct Utf8Stream {
     pending: Vec<u8>,
 }
 
 impl Utf8Stream {
-    fn push(&mut self, bytes: &[u8]) -> String {
+    pub fn push(&mut self, bytes: &[u8]) -> String {
         self.pending.extend_from_slice(bytes);
         let mut out = String::new();
         loop {
@@ -477,7 +483,7 @@ impl Utf8Stream {
         }
     }
 
-    fn flush(&mut self) -> String {
+    pub fn flush(&mut self) -> String {
         let s = String::from_utf8_lossy(&self.pending).into_owned();
         self.pending.clear();
         s
