@@ -43,6 +43,8 @@ pub struct BatchRequest {
     /// A JSON schema the output must follow (`response_format`).
     pub json_schema: Option<Value>,
     pub enable_thinking: Option<bool>,
+    /// Never end at an end-of-generation token (vLLM's `ignore_eos`): for benchmarks.
+    pub ignore_eos: bool,
 }
 
 /// A line that cannot become a request.
@@ -269,6 +271,10 @@ pub fn parse_line(line: usize, text: &str) -> Result<BatchRequest, LineError> {
         stop,
         json_schema,
         enable_thinking,
+        ignore_eos: body
+            .get("ignore_eos")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
         kind,
         custom_id: id,
         line,

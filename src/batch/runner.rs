@@ -12,6 +12,7 @@ use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::logit_bias::LlamaLogitBias;
 use llama_cpp_2::token::LlamaToken;
 use serde_json::Value;
 
@@ -42,6 +43,7 @@ pub struct RunnerOptions {
 pub struct Finished {
     pub record: Value,
     pub ok: bool,
+    pub prompt_tokens: usize,
     pub completion_tokens: usize,
 }
 
@@ -82,10 +84,16 @@ fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
 /// Shortest shared prefix worth copying from another sequence.
 const MIN_SHARED_PREFIX: usize = 16;
 
-fn prepare(model: &Model, req: BatchRequest, opts: &RunnerOptions) -> Result<Prepared, Finished> {
+fn prepare(
+    model: &Model,
+    req: BatchRequest,
+    opts: &RunnerOptions,
+    eog_bans: &[LlamaLogitBias],
+) -> Result<Prepared, Finished> {
     let fail = |req: &BatchRequest, code: &str, msg: String| Finished {
         record: error_record(Some(&req.custom_id), req.line, code, &msg),
         ok: false,
+        prompt_tokens: 0,
         completion_tokens: 0,
     };
     let mode = model.template.caps().thinking;
@@ -135,8 +143,12 @@ fn prepare(model: &Model, req: BatchRequest, opts: &RunnerOptions) -> Result<Pre
             ),
         ));
     }
-    let grammar = match &req.json_schema {
-        None => None,
+    let mut front = Vec::new();
+    if req.ignore_eos {
+        front.push(LlamaSampler::logit_bias(model.llama.n_vocab(), eog_bans));
+    }
+    match &req.json_schema {
+        None => {}
         Some(schema) => {
             let grammar =
                 llama_cpp_2::json_schema_to_grammar(&schema.to_string()).map_err(|e| {
@@ -146,17 +158,16 @@ fn prepare(model: &Model, req: BatchRequest, opts: &RunnerOptions) -> Result<Pre
                         format!("response_format schema: {e}"),
                     )
                 })?;
-            Some(
-                LlamaSampler::grammar(&model.llama, &grammar, "root").map_err(|e| {
-                    fail(
-                        &req,
-                        "invalid_schema",
-                        format!("response_format grammar: {e}"),
-                    )
-                })?,
-            )
+            let sampler = LlamaSampler::grammar(&model.llama, &grammar, "root").map_err(|e| {
+                fail(
+                    &req,
+                    "invalid_schema",
+                    format!("response_format grammar: {e}"),
+                )
+            })?;
+            front.push(sampler);
         }
-    };
+    }
     let overrides = SamplingOverrides {
         temp: req.temperature.or(opts.default_temperature),
         top_k: req.top_k,
@@ -170,7 +181,7 @@ fn prepare(model: &Model, req: BatchRequest, opts: &RunnerOptions) -> Result<Pre
     let sampling = sampling_for(mode != ThinkingMode::None, thinking_on, &overrides);
     let max_tokens = req.max_tokens.unwrap_or(opts.default_max_tokens).max(1) as usize;
     Ok(Prepared {
-        sampler: sampling.sampler_with(grammar),
+        sampler: sampling.sampler_with(front),
         prompt,
         max_tokens,
         starts_in_reasoning,
@@ -207,6 +218,7 @@ fn finish(active: Active, finish_reason: &str, model_name: &str) -> Finished {
             now_secs(),
         ),
         ok: true,
+        prompt_tokens: job.prompt.len(),
         completion_tokens: active.n_generated,
     }
 }
@@ -238,6 +250,11 @@ pub fn run(
             anyhow!("cannot create a context of {n_ctx} tokens for {parallel} sequences: {e}")
         })?;
     let vocab = model.llama.vocab();
+    let eog_bans: Vec<LlamaLogitBias> = (0..model.llama.n_vocab())
+        .map(LlamaToken)
+        .filter(|t| vocab.is_eog(*t))
+        .map(|t| LlamaLogitBias::new(t, f32::NEG_INFINITY))
+        .collect();
 
     let mut queue: VecDeque<BatchRequest> = requests.into();
     let mut slots: Vec<Slot> = (0..parallel as i32)
@@ -254,7 +271,7 @@ pub fn run(
         for s in 0..slots.len() {
             while slots[s].active.is_none() && !stop.load(Ordering::Relaxed) {
                 let Some(req) = queue.pop_front() else { break };
-                match prepare(model, req, opts) {
+                match prepare(model, req, opts, &eog_bans) {
                     Err(done) => on_done(done)?,
                     Ok(job) => start(&mut ctx, &mut slots, s, job),
                 }

@@ -148,7 +148,8 @@ pub fn run(args: BatchArgs, verbose: bool) -> Result<ExitCode> {
 
     let mut n_ok = 0usize;
     let mut tokens = 0usize;
-    let started = Instant::now();
+    let mut prompt_tokens = 0usize;
+    let mut started = Instant::now();
     let stop = super::signals::interrupt_flag()?;
     if !todo.is_empty() {
         let model = Model::load(
@@ -158,6 +159,7 @@ pub fn run(args: BatchArgs, verbose: bool) -> Result<ExitCode> {
                 progress: !args.quiet,
             },
         )?;
+        started = Instant::now(); // throughput excludes loading
         let ctx_per_seq = args.ctx.unwrap_or_else(|| model.default_ctx());
         let opts = RunnerOptions {
             parallel: args.parallel,
@@ -181,6 +183,7 @@ pub fn run(args: BatchArgs, verbose: bool) -> Result<ExitCode> {
                 n_failed += 1;
             }
             tokens += finished.completion_tokens;
+            prompt_tokens += finished.prompt_tokens;
             bar.inc(1);
             let secs = started.elapsed().as_secs_f64().max(1e-9);
             bar.set_message(format!("{:.1} tok/s", tokens as f64 / secs));
@@ -193,17 +196,30 @@ pub fn run(args: BatchArgs, verbose: bool) -> Result<ExitCode> {
     let secs = started.elapsed().as_secs_f64();
     let interrupted = stop.load(Ordering::SeqCst);
     eprintln!(
-        "edge: batch {}: {} ok, {} failed, {} done earlier, of {} in {}; {} tokens in {:.1} s ({:.1} tok/s)",
-        if interrupted { "interrupted" } else { "finished" },
+        "edge: batch {}: {} ok, {} failed, {} done earlier, of {} in {}",
+        if interrupted {
+            "interrupted"
+        } else {
+            "finished"
+        },
         n_ok,
         n_failed,
         already,
         total,
-        if args.shard.is_some() { "this shard" } else { "the input" },
-        tokens,
-        secs,
-        tokens as f64 / secs.max(1e-9)
+        if args.shard.is_some() {
+            "this shard"
+        } else {
+            "the input"
+        },
     );
+    if n_ok > 0 {
+        let secs = secs.max(1e-9);
+        eprintln!(
+            "edge: {prompt_tokens} prompt + {tokens} generated tokens in {secs:.2} s: aggregate {:.1} tok/s, generation {:.1} tok/s",
+            (prompt_tokens + tokens) as f64 / secs,
+            tokens as f64 / secs
+        );
+    }
     if interrupted {
         eprintln!("edge: rerun the same command to resume");
         return Ok(ExitCode::from(130));

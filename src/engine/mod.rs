@@ -206,12 +206,13 @@ pub struct Sampling {
 
 impl Sampling {
     fn sampler(&self) -> LlamaSampler {
-        self.sampler_with(None)
+        self.sampler_with(Vec::new())
     }
 
-    /// The sampler chain, optionally led by a grammar (which must see the logits first).
-    pub fn sampler_with(&self, grammar: Option<LlamaSampler>) -> LlamaSampler {
-        let mut chain: Vec<LlamaSampler> = grammar.into_iter().collect();
+    /// The sampler chain, led by `front` (a grammar or logit bias, which must see the
+    /// logits before truncation and sampling).
+    pub fn sampler_with(&self, front: Vec<LlamaSampler>) -> LlamaSampler {
+        let mut chain = front;
         if self.temp <= 0.0 {
             chain.push(LlamaSampler::greedy());
             return LlamaSampler::chain_simple(chain);
