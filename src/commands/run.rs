@@ -170,11 +170,20 @@ fn repl(
     printer: &Printer,
     stats: bool,
 ) -> Result<()> {
-    let mut editor = rustyline::DefaultEditor::new().context("starting the line editor")?;
+    // rustyline installs its own SIGINT handler for as long as an editor lives, which
+    // would swallow the Ctrl-C meant to stop a reply. So an editor lives only while a
+    // line is read; history is carried between editors in memory and in a file.
     let history = history_path();
-    if let Some(h) = &history {
-        let _ = editor.load_history(h);
-    }
+    let mut lines: Vec<String> = history
+        .as_ref()
+        .and_then(|h| std::fs::read_to_string(h).ok())
+        .map(|t| {
+            t.lines()
+                .filter(|l| !l.starts_with("#V"))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
     let mode = chat.thinking_mode();
     eprintln!(
         "edge: chatting with {} (thinking: {}). /help for commands.",
@@ -187,7 +196,8 @@ fn repl(
         }
     );
     loop {
-        let line = match editor.readline(">>> ") {
+        let read = read_line(&lines);
+        let line = match read {
             Ok(line) => line,
             Err(rustyline::error::ReadlineError::Interrupted) => continue,
             Err(rustyline::error::ReadlineError::Eof) => break,
@@ -197,7 +207,7 @@ fn repl(
         if input.is_empty() {
             continue;
         }
-        let _ = editor.add_history_entry(input);
+        lines.push(input.to_string());
         if let Some(cmd) = input.strip_prefix('/') {
             match handle_command(chat, cmd) {
                 Ok(CommandOutcome::Quit) => break,
@@ -219,9 +229,19 @@ fn repl(
         stop.store(false, Ordering::SeqCst);
     }
     if let Some(h) = &history {
-        let _ = editor.save_history(h);
+        let keep = lines.len().saturating_sub(1000);
+        let _ = std::fs::write(h, lines[keep..].join("\n") + "\n");
     }
     Ok(())
+}
+
+/// Reads one line with a short-lived editor that knows the history so far.
+fn read_line(history: &[String]) -> rustyline::Result<String> {
+    let mut editor = rustyline::DefaultEditor::new()?;
+    for entry in history {
+        let _ = editor.add_history_entry(entry.as_str());
+    }
+    editor.readline(">>> ")
 }
 
 enum CommandOutcome {
