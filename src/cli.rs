@@ -56,7 +56,8 @@ pub enum OnOff {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Model: a path to a .gguf file (the first shard of a split model).
+    /// Model: a catalog name (qwen3-0.6b[:q4_k_m]), hf.co/ORG/REPO[:QUANT], or a path to a .gguf
+    /// (the first shard of a split model). Pulled when missing.
     pub model: String,
     /// Prompt to answer; without it (and with stdin a terminal) edge starts a chat.
     pub prompt: Option<String>,
@@ -109,7 +110,7 @@ pub struct SamplingArgs {
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
-    /// Path to a .gguf file (a header-only GGUF works too).
+    /// Model name or path to a .gguf file (a header-only GGUF works too).
     pub model: String,
     /// Print the full tensor table.
     #[arg(long)]
@@ -121,7 +122,7 @@ pub struct ShowArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Path to a .gguf file.
+    /// Model name or path to a .gguf file.
     pub model: String,
     /// Prompt tokens for the prompt-processing test (0 skips it).
     #[arg(short = 'p', long = "n-prompt", default_value_t = 512)]

@@ -5,12 +5,15 @@
 //! is kept apart from llama.cpp (`engine`) so it can be unit-tested without a model.
 
 pub mod batch;
+pub mod catalog;
 pub mod chat;
 pub mod chat_template;
 pub mod cli;
 pub mod commands;
 pub mod engine;
 pub mod gguf_info;
+pub mod hub;
+pub mod quantize;
 pub mod resolve;
 pub mod synth;
 pub mod term;

@@ -1,16 +1,28 @@
-//! `edge import FILE --as NAME` (being built; see its issue).
+//! `edge import FILE.gguf --as NAME`: register a local GGUF under a name, without
+//! copying it. `edge run NAME` then loads that file.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
+
+use crate::hub::import;
+use crate::term::human_bytes;
 
 #[derive(Debug, clap::Args)]
 pub struct ImportArgs {
-    /// Arguments (placeholder until the command lands).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub rest: Vec<String>,
+    /// The GGUF file (the first shard of a split model).
+    pub file: PathBuf,
+    /// The name to register (`my-model`, or `my-model:Q4_K_M`).
+    #[arg(long = "as", value_name = "NAME")]
+    pub name: String,
+    /// Replace a model already imported under NAME.
+    #[arg(long)]
+    pub force: bool,
 }
 
-pub fn run(_args: ImportArgs, _verbose: bool) -> Result<ExitCode> {
-    bail!("`edge import` is not available in this build yet")
+pub fn run(args: ImportArgs, _verbose: bool) -> Result<ExitCode> {
+    let m = import(&args.file, &args.name, args.force)?;
+    println!("{}\t{}\t{}", m.id(), human_bytes(m.size), m.path.display());
+    Ok(ExitCode::SUCCESS)
 }

@@ -109,3 +109,28 @@ pub fn assert_clean_failure(o: &Output, expect_in_msg: &str) {
         "expected '{expect_in_msg}' in: {err}"
     );
 }
+
+/// SmolLM2 requantized to `ty` (`F16` with --allow-requantize from the Q4_1 file, any
+/// other type from that F16), written once per test process.
+pub fn smollm2_as(ty: &str) -> PathBuf {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let out = scratch().join(format!("smollm2-{}.gguf", ty.to_lowercase()));
+    let src = if ty == "F16" {
+        smollm2()
+    } else {
+        smollm2_as("F16")
+    };
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if !out.exists() {
+        let o = run_edge(&[
+            "quantize",
+            src.to_str().unwrap(),
+            out.to_str().unwrap(),
+            "--type",
+            ty,
+            "--allow-requantize",
+        ]);
+        assert!(o.status.success(), "quantize to {ty}: {}", stderr(&o));
+    }
+    out
+}

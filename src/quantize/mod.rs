@@ -1,0 +1,349 @@
+//! The llama.cpp-facing side of quantization: plans (through llama.cpp's own dry run),
+//! the quantize-to-fit measurements, atomic output with progress, and imatrix files.
+//! The decisions themselves (types, recipes, the budget fitter) live in `edge-quant`.
+
+pub mod eval;
+pub mod fitplan;
+pub mod gguf_io;
+pub mod imatrix_file;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{anyhow, bail, Context, Result};
+use edge_quant::{classify, ggml_type, ggml_type_by_name, TensorClass};
+use serde::Serialize;
+
+use crate::engine::ffi::{self, QuantizeParams};
+use crate::gguf_info::{check_loadable, GgufFile};
+use gguf_io::{align, HeaderLayout};
+
+/// An input model, validated.
+pub struct Source {
+    pub path: PathBuf,
+    pub gguf: GgufFile,
+    pub layout: HeaderLayout,
+    /// No `output.weight`: the token embedding table is also the output head.
+    pub tied_output: bool,
+}
+
+impl Source {
+    pub fn open(path: &Path) -> Result<Source> {
+        let gguf = GgufFile::open(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        check_loadable(&gguf).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        if gguf.tensors.is_empty() {
+            bail!("{}: the GGUF has no tensors", path.display());
+        }
+        let layout = HeaderLayout::read(path, gguf.data_offset)
+            .with_context(|| path.display().to_string())?;
+        let tied_output = !gguf.tensors.iter().any(|t| t.name == "output.weight");
+        Ok(Source {
+            path: path.to_path_buf(),
+            gguf,
+            layout,
+            tied_output,
+        })
+    }
+
+    pub fn n_elements(&self) -> u64 {
+        self.gguf.tensors.iter().map(|t| t.n_elements()).sum()
+    }
+}
+
+/// One tensor of a plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanEntry {
+    pub name: String,
+    pub class: String,
+    pub dims: Vec<u64>,
+    pub from: String,
+    pub to: String,
+    #[serde(skip)]
+    pub to_id: u32,
+    /// Bytes in the output, without padding.
+    pub bytes: u64,
+    pub bytes_in: u64,
+}
+
+/// What a quantization will write, tensor by tensor, as llama.cpp's dry run decides it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub tensors: Vec<PlanEntry>,
+    pub header_bytes: u64,
+    /// The exact size of the output file.
+    pub file_bytes: u64,
+    pub tensor_bytes: u64,
+    pub bpw: f64,
+}
+
+impl Plan {
+    /// Tensors that llama.cpp will quantize to a type that needs an imatrix.
+    pub fn needing_imatrix(&self) -> Vec<&PlanEntry> {
+        self.tensors
+            .iter()
+            .filter(|t| t.from != t.to)
+            .filter(|t| !matches!(t.class.as_str(), "token_embd" | "output"))
+            .filter(|t| ggml_type(t.to_id).is_some_and(|g| g.needs_imatrix()))
+            .collect()
+    }
+
+    /// Per class: tensors, bytes in, bytes out, and how many tensors per type.
+    pub fn by_class(&self) -> Vec<ClassSummary> {
+        let mut m: BTreeMap<String, ClassSummary> = BTreeMap::new();
+        for t in &self.tensors {
+            let e = m.entry(t.class.clone()).or_insert_with(|| ClassSummary {
+                class: t.class.clone(),
+                ..Default::default()
+            });
+            e.tensors += 1;
+            e.bytes_in += t.bytes_in;
+            e.bytes += t.bytes;
+            *e.types.entry(t.to.clone()).or_default() += 1;
+        }
+        let mut v: Vec<ClassSummary> = m.into_values().collect();
+        v.sort_by_key(|c| TensorClass::from_key(&c.class).unwrap_or(TensorClass::Other));
+        v
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClassSummary {
+    pub class: String,
+    pub tensors: usize,
+    pub bytes_in: u64,
+    pub bytes: u64,
+    pub types: BTreeMap<String, usize>,
+}
+
+/// Collects the per-tensor decisions from llama.cpp's log lines
+/// (`[  i/  n] NAME - [shape], type = f16, ` then `size = … (q4_K)` or `size = …`).
+#[derive(Default)]
+struct LogPlan {
+    current: Option<(String, String)>,
+    decided: Vec<(String, String, String)>,
+}
+
+impl LogPlan {
+    fn feed(&mut self, line: &str) {
+        if let Some((name, from)) = parse_tensor_line(line) {
+            self.current = Some((name, from));
+            return;
+        }
+        if let Some(rest) = line.trim_start().strip_prefix("size = ") {
+            if let Some((name, from)) = self.current.take() {
+                let to = match (rest.rfind('('), rest.rfind(')')) {
+                    (Some(a), Some(b)) if b > a => rest[a + 1..b].to_string(),
+                    _ => from.clone(),
+                };
+                self.decided.push((name, from, to));
+            }
+        }
+    }
+}
+
+/// `[   3/ 272] blk.0.attn_k.weight - [  576,    64,     1,     1], type =    f16, `
+/// -> (name, type).
+fn parse_tensor_line(line: &str) -> Option<(String, String)> {
+    let rest = line.trim_start().strip_prefix('[')?;
+    let (counter, rest) = rest.split_once(']')?;
+    let (a, b) = counter.split_once('/')?;
+    a.trim().parse::<u32>().ok()?;
+    b.trim().parse::<u32>().ok()?;
+    let (name, rest) = rest.split_once(" - [")?;
+    let ty = rest.split_once("type = ")?.1.split(',').next()?.trim();
+    Some((name.trim().to_string(), ty.to_string()))
+}
+
+/// Asks llama.cpp what it would write (its `dry_run`), and sizes the file exactly.
+pub fn dry_run(src: &Source, params: &QuantizeParams) -> Result<Plan> {
+    let mut p = params.clone();
+    p.dry_run = true;
+    let log = Arc::new(Mutex::new(LogPlan::default()));
+    let sink = log.clone();
+    let scratch = std::env::temp_dir().join("edge-quantize-dry-run.gguf");
+    ffi::model_quantize(
+        &src.path,
+        &scratch,
+        &p,
+        Box::new(move |l: &str| {
+            if let Ok(mut s) = sink.lock() {
+                s.feed(l);
+            }
+        }),
+    )
+    .map_err(|e| anyhow!("{}: {e}", src.path.display()))?;
+    let decided = std::mem::take(&mut log.lock().map_err(|_| anyhow!("log lock"))?.decided);
+    let by_name: HashMap<&str, &crate::gguf_info::TensorInfo> = src
+        .gguf
+        .tensors
+        .iter()
+        .map(|t| (t.name.as_str(), t))
+        .collect();
+    let mut tensors = Vec::with_capacity(decided.len());
+    for (name, from, to) in decided {
+        let info = by_name
+            .get(name.as_str())
+            .ok_or_else(|| anyhow!("llama.cpp planned an unknown tensor {name}"))?;
+        let g =
+            ggml_type_by_name(&to).ok_or_else(|| anyhow!("unknown ggml type '{to}' for {name}"))?;
+        let bytes = if from.eq_ignore_ascii_case(&to) {
+            info.bytes
+        } else {
+            g.tensor_bytes(&info.dims)
+                .ok_or_else(|| anyhow!("{name}: type {to} does not fit its shape"))?
+        };
+        tensors.push(PlanEntry {
+            name: name.clone(),
+            class: classify(&name).key().to_string(),
+            dims: info.dims.clone(),
+            from: info.ggml_type.to_string().to_ascii_lowercase(),
+            to: g.name.to_string(),
+            to_id: g.id,
+            bytes,
+            bytes_in: info.bytes,
+        });
+    }
+    if tensors.len() != src.gguf.tensors.len() {
+        bail!(
+            "{}: llama.cpp's plan covers {} of {} tensors (run with -v for its log)",
+            src.path.display(),
+            tensors.len(),
+            src.gguf.tensors.len()
+        );
+    }
+    let a = src.layout.alignment;
+    let header_bytes = src.layout.quantized_header_bytes();
+    let tensor_bytes: u64 = tensors.iter().map(|t| align(t.bytes, a)).sum();
+    let raw: u64 = tensors.iter().map(|t| t.bytes).sum();
+    Ok(Plan {
+        bpw: raw as f64 * 8.0 / src.n_elements().max(1) as f64,
+        tensors,
+        header_bytes,
+        file_bytes: header_bytes + tensor_bytes,
+        tensor_bytes,
+    })
+}
+
+/// The temporary file a quantization writes before it is renamed to `out`.
+pub fn temp_path(out: &Path) -> PathBuf {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out.gguf".into());
+    out.with_file_name(format!(".{name}.edge-partial-{}", std::process::id()))
+}
+
+/// Quantizes into a temporary file next to `out`, then renames it: a failed or
+/// interrupted run never leaves a file under `out`'s name.
+pub fn quantize_atomic(
+    src: &Source,
+    out: &Path,
+    params: &QuantizeParams,
+    plan: &Plan,
+    show_progress: bool,
+) -> Result<u64> {
+    let tmp = temp_path(out);
+    std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", parent_display(out)))?;
+    {
+        let t = tmp.clone();
+        // Ctrl-C: remove the partial file, exit as a shell would (130).
+        let _ = ctrlc::set_handler(move || {
+            let _ = std::fs::remove_file(&t);
+            eprintln!();
+            std::process::exit(130);
+        });
+    }
+    let bar = progress_bar(plan, show_progress);
+    let sizes: HashMap<String, u64> = plan
+        .tensors
+        .iter()
+        .map(|t| (t.name.clone(), t.bytes))
+        .collect();
+    let n = plan.tensors.len();
+    let sink_bar = bar.clone();
+    let mut done = 0usize;
+    let mut current: Option<String> = None;
+    let sink = Box::new(move |l: &str| {
+        if let Some((name, _)) = parse_tensor_line(l) {
+            sink_bar.set_message(format!("[{}/{n}] {name}", done + 1));
+            current = Some(name);
+        } else if l.trim_start().starts_with("size = ") {
+            if let Some(name) = current.take() {
+                done += 1;
+                sink_bar.inc(sizes.get(&name).copied().unwrap_or(0));
+            }
+        }
+    });
+    let mut p = params.clone();
+    p.dry_run = false;
+    let result = ffi::model_quantize(&src.path, &tmp, &p, sink);
+    bar.finish_and_clear();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        bail!("quantizing {} failed: {e}", src.path.display());
+    }
+    let written = std::fs::metadata(&tmp).map(|m| m.len()).unwrap_or(0);
+    if let Err(e) = std::fs::rename(&tmp, out) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("cannot write {}", out.display()));
+    }
+    Ok(written)
+}
+
+fn parent_display(out: &Path) -> String {
+    match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.display().to_string(),
+        _ => ".".into(),
+    }
+}
+
+fn progress_bar(plan: &Plan, show: bool) -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    use std::io::IsTerminal;
+    let bar = ProgressBar::new(plan.tensors.iter().map(|t| t.bytes).sum());
+    if !show || !std::io::stderr().is_terminal() {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        ProgressStyle::with_template(
+            "quantizing [{bar:30}] {bytes}/{total_bytes} {msg} ({elapsed})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_llama_cpp_plan_lines() {
+        let mut lp = LogPlan::default();
+        lp.feed("[   1/ 272]                    token_embd.weight - [  576, 49152,     1,     1], type =    f16, ");
+        lp.feed("size =    54.00 MiB ->    14.34 MiB (q4_K)\n");
+        lp.feed("[   2/ 272]               blk.0.attn_norm.weight - [  576,     1,     1,     1], type =    f32, ");
+        lp.feed("size =    0.002 MiB\n");
+        assert_eq!(
+            lp.decided,
+            vec![
+                ("token_embd.weight".into(), "f16".into(), "q4_K".into()),
+                ("blk.0.attn_norm.weight".into(), "f32".into(), "f32".into())
+            ]
+        );
+        assert!(parse_tensor_line("llama_model_loader: - kv   0: general.architecture").is_none());
+    }
+
+    #[test]
+    fn temp_file_is_hidden_next_to_output() {
+        let t = temp_path(Path::new("/a/b/model.gguf"));
+        assert_eq!(t.parent(), Some(Path::new("/a/b")));
+        assert!(t
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(".model.gguf.edge-partial-"));
+    }
+}
