@@ -1,7 +1,7 @@
 //! Continuous batching on llama.cpp: N sequences decode together in one context; a
 //! new request takes a slot as soon as one frees. A new request reuses the KV cache
 //! of the longest matching prefix held by any slot (a shared system prompt is
-//! decoded once), copying it between sequences in the unified KV cache.
+//! decoded once), copying it between the sequences' KV streams.
 
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
@@ -240,7 +240,9 @@ pub fn run(
         .with_n_batch(n_batch)
         .with_n_ubatch(n_batch.min(512))
         .with_n_seq_max(parallel)
-        .with_kv_unified(true)
+        // One KV stream per sequence: attention then spans only that sequence's cells
+        // (a unified cache makes every token attend over all sequences' cells).
+        .with_kv_unified(false)
         .with_n_threads(opts.threads as i32)
         .with_n_threads_batch(opts.threads as i32);
     let mut ctx = model
@@ -392,13 +394,19 @@ fn start(ctx: &mut LlamaContext<'_>, slots: &mut [Slot], s: usize, job: Prepared
     let seq = slots[s].seq;
     if best_len > own && best_len >= MIN_SHARED_PREFIX {
         let keep = best_len.min(cap);
+        // Across KV streams llama.cpp copies whole sequences only, so copy all of
+        // the source sequence, then drop what is past the shared prefix.
         let _ = ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
         let copied = ctx
-            .copy_kv_cache_seq(slots[best].seq, seq, Some(0), Some(keep as u32))
-            .is_ok();
+            .copy_kv_cache_seq(slots[best].seq, seq, None, None)
+            .is_ok()
+            && ctx
+                .clear_kv_cache_seq(Some(seq as u32), Some(keep as u32), None)
+                .unwrap_or(false);
         slots[s].cached = if copied {
             prompt[..keep].to_vec()
         } else {
+            let _ = ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
             Vec::new()
         };
     } else {
