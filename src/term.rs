@@ -2,6 +2,8 @@
 
 use std::io::IsTerminal;
 
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
 /// True when stderr may carry ANSI styling.
 pub fn stderr_color() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
@@ -44,4 +46,19 @@ pub fn human_count(n: u64) -> String {
     } else {
         format!("{n}")
     }
+}
+
+/// An indicatif bar on stderr with `template`, hidden when `hidden` is set or stderr
+/// is not a terminal (so logs and pipes stay clean).
+pub fn progress_bar(len: u64, template: &str, hidden: bool) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    if hidden || !std::io::stderr().is_terminal() {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar
 }

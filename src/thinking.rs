@@ -73,14 +73,8 @@ impl ThinkParser {
                     self.pending = trimmed.to_string();
                 }
                 State::Reasoning => {
-                    if self.trim_next {
-                        let t = self.pending.trim_start_matches('\n');
-                        if t.is_empty() {
-                            self.pending.clear();
-                            return out;
-                        }
-                        self.pending = t.to_string();
-                        self.trim_next = false;
+                    if !self.take_layout_newlines() {
+                        return out;
                     }
                     if let Some(pos) = self.pending.find(THINK_CLOSE) {
                         let text = self.pending[..pos].trim_end_matches('\n').to_string();
@@ -103,20 +97,30 @@ impl ThinkParser {
                     return out;
                 }
                 State::Answer => {
-                    if self.trim_next {
-                        let t = self.pending.trim_start_matches('\n');
-                        if t.is_empty() {
-                            self.pending.clear();
-                            return out;
-                        }
-                        self.pending = t.to_string();
-                        self.trim_next = false;
+                    if !self.take_layout_newlines() {
+                        return out;
                     }
                     emit(&mut out, Segment::Answer(std::mem::take(&mut self.pending)));
                     return out;
                 }
             }
         }
+    }
+
+    /// Drops the newlines that follow a marker. False when only newlines are pending
+    /// (more text is needed to know where the content starts).
+    fn take_layout_newlines(&mut self) -> bool {
+        if !self.trim_next {
+            return true;
+        }
+        let content = self.pending.trim_start_matches('\n');
+        if content.is_empty() {
+            self.pending.clear();
+            return false;
+        }
+        self.pending = content.to_string();
+        self.trim_next = false;
+        true
     }
 
     /// Flushes whatever is held back at the end of generation.

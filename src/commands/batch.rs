@@ -2,7 +2,6 @@
 //! continuous batching, resumable, shardable; `edge batch merge` joins shard outputs.
 
 use std::collections::HashSet;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -10,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 
 use crate::batch::runner::{self, RunnerOptions};
 use crate::batch::{
@@ -291,14 +290,9 @@ fn run_merge(m: MergeArgs) -> Result<ExitCode> {
 }
 
 fn progress_bar(len: u64, quiet: bool) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    if quiet || !std::io::stderr().is_terminal() {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    bar.set_style(
-        ProgressStyle::with_template("batch [{bar:30}] {pos}/{len} requests, {msg}, ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar
+    crate::term::progress_bar(
+        len,
+        "batch [{bar:30}] {pos}/{len} requests, {msg}, ETA {eta}",
+        quiet,
+    )
 }

@@ -141,20 +141,7 @@ pub fn run(args: ImatrixArgs, verbose: bool) -> Result<ExitCode> {
     }
     base.chunk_size = args.ctx;
     let threads = args.threads.unwrap_or_else(crate::engine::default_threads) as i32;
-    let bar = {
-        use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-        use std::io::IsTerminal;
-        let b = ProgressBar::new(1);
-        if !std::io::stderr().is_terminal() {
-            b.set_draw_target(ProgressDrawTarget::hidden());
-        }
-        b.set_style(
-            ProgressStyle::with_template("imatrix [{bar:30}] chunk {pos}/{len} ({eta})")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
-        b
-    };
+    let bar = crate::term::progress_bar(1, "imatrix [{bar:30}] chunk {pos}/{len} ({eta})", false);
     let started = Instant::now();
     let mut acc = ImatrixAcc::default();
     // Collect in slices of --save-every chunks, saving after each, so --resume works.

@@ -20,7 +20,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 
 use crate::catalog::{Catalog, CatalogEntry};
 use crate::term::human_bytes;
@@ -63,17 +63,10 @@ impl Ui {
     }
 
     fn bar(&self, len: u64, msg: &str) -> ProgressBar {
-        let bar = ProgressBar::new(len);
-        if !self.bars {
-            bar.set_draw_target(ProgressDrawTarget::hidden());
-            return bar;
-        }
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        let bar = crate::term::progress_bar(
+            len,
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+            !self.bars,
         );
         bar.set_message(msg.to_string());
         bar

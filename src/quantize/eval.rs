@@ -540,18 +540,11 @@ fn compare_with(
 }
 
 fn eval_bar() -> indicatif::ProgressBar {
-    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-    use std::io::IsTerminal;
-    let bar = ProgressBar::new(1);
-    if !std::io::stderr().is_terminal() {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    bar.set_style(
-        ProgressStyle::with_template("evaluating {msg} [{bar:30}] chunk {pos}/{len} ({eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar
+    crate::term::progress_bar(
+        1,
+        "evaluating {msg} [{bar:30}] chunk {pos}/{len} ({eta})",
+        false,
+    )
 }
 
 #[cfg(test)]

@@ -299,20 +299,11 @@ fn parent_display(out: &Path) -> String {
 }
 
 fn progress_bar(plan: &Plan, show: bool) -> indicatif::ProgressBar {
-    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-    use std::io::IsTerminal;
-    let bar = ProgressBar::new(plan.tensors.iter().map(|t| t.bytes).sum());
-    if !show || !std::io::stderr().is_terminal() {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    bar.set_style(
-        ProgressStyle::with_template(
-            "quantizing [{bar:30}] {bytes}/{total_bytes} {msg} ({elapsed})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    bar
+    crate::term::progress_bar(
+        plan.tensors.iter().map(|t| t.bytes).sum(),
+        "quantizing [{bar:30}] {bytes}/{total_bytes} {msg} ({elapsed})",
+        !show,
+    )
 }
 
 #[cfg(test)]
