@@ -576,8 +576,6 @@ fn walk_ggufs(root: &Path, dir: &Path, depth: usize, out: &mut Vec<RemoteFile>) 
 /// Fails unless `dir` (or its nearest existing parent) has room for `bytes` more.
 #[cfg(unix)]
 pub fn check_free_space(dir: &Path, bytes: u64) -> Result<()> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
     let mut d = dir;
     while !d.exists() {
         match d.parent() {
@@ -585,15 +583,12 @@ pub fn check_free_space(dir: &Path, bytes: u64) -> Result<()> {
             None => return Ok(()),
         }
     }
-    let Ok(c) = CString::new(d.as_os_str().as_bytes()) else {
+    let Ok(st) = nix::sys::statvfs::statvfs(d) else {
         return Ok(());
     };
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a valid NUL-terminated path and `st` a writable statvfs.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return Ok(());
-    }
-    let free = (st.f_bavail as u64).saturating_mul(st.f_frsize as u64);
+    // The field types differ by platform (u32 on some BSDs), hence the casts.
+    #[allow(clippy::unnecessary_cast)]
+    let free = (st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64);
     if free < bytes {
         bail!(
             "not enough disk space in {}: {} needed, {} free",
