@@ -183,6 +183,19 @@ impl Manifest {
     }
 }
 
+/// Opens (creating it and its folder if needed) the file that carries a lock.
+fn open_lock_file(path: &Path) -> Result<File> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening the lock file {}", path.display()))
+}
+
 /// An exclusive advisory lock on a file, released on drop.
 pub struct FileLock {
     _file: File,
@@ -191,15 +204,7 @@ pub struct FileLock {
 impl FileLock {
     /// Takes the lock, calling `on_wait` once if another process holds it.
     pub fn acquire(path: &Path, on_wait: impl FnOnce()) -> Result<FileLock> {
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .with_context(|| format!("opening the lock file {}", path.display()))?;
+        let file = open_lock_file(path)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
@@ -223,15 +228,7 @@ impl FileLock {
         activity: impl Fn() -> Option<SystemTime>,
         max_idle: std::time::Duration,
     ) -> Result<FileLock> {
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .with_context(|| format!("opening the lock file {}", path.display()))?;
+        let file = open_lock_file(path)?;
         let mut on_wait = Some(on_wait);
         let waiting_since = SystemTime::now();
         loop {
