@@ -9,9 +9,11 @@ missing=()
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v c++ >/dev/null 2>&1 || missing+=(g++)
 # bindgen needs libclang itself (libclang.so*), not libclang-cpp, which some images ship alone
-if ! ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/*/libclang.so* /usr/lib/*/libclang-[0-9]*.so* 2>/dev/null | grep -q .; then
-  missing+=(libclang-dev)
-fi
+have_libclang=no
+for pattern in '/usr/lib/llvm-*/lib/libclang.so*' '/usr/lib/*/libclang.so*' '/usr/lib/*/libclang-[0-9]*.so*'; do
+  if compgen -G "$pattern" >/dev/null; then have_libclang=yes; fi
+done
+[ "$have_libclang" = yes ] || missing+=(libclang-dev)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
 if [ "${#missing[@]}" -gt 0 ]; then
