@@ -103,6 +103,16 @@ fn prompt_opens_think(rendered: &str) -> bool {
     }
 }
 
+/// Whether a turn thinks: never without a thinking template, always when the template
+/// cannot switch it off, else as requested (on by default, as Qwen 3 is).
+pub fn thinking_on(mode: ThinkingMode, requested: Option<bool>) -> bool {
+    match mode {
+        ThinkingMode::None => false,
+        ThinkingMode::Always => true,
+        ThinkingMode::Switchable => requested.unwrap_or(true),
+    }
+}
+
 /// Sampling values the user set explicitly; the rest come from per-mode defaults.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SamplingOverrides {
@@ -181,11 +191,7 @@ impl<'m> ChatSession<'m> {
 
     /// Whether this turn will think.
     pub fn thinking_on(&self) -> bool {
-        match self.thinking_mode() {
-            ThinkingMode::None => false,
-            ThinkingMode::Always => true,
-            ThinkingMode::Switchable => self.settings.think.unwrap_or(true),
-        }
+        thinking_on(self.thinking_mode(), self.settings.think)
     }
 
     fn messages_with(&self, user: &str) -> Vec<Message> {

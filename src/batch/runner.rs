@@ -17,7 +17,7 @@ use llama_cpp_2::token::LlamaToken;
 use serde_json::Value;
 
 use super::{error_record, stable_hash, success_record, BatchRequest, RequestKind};
-use crate::chat::{render_prompt, sampling_for, SamplingOverrides};
+use crate::chat::{render_prompt, sampling_for, thinking_on, PromptPart, SamplingOverrides};
 use crate::chat_template::{RenderOptions, ThinkingMode};
 use crate::engine::{backend, Model, Utf8Stream};
 use crate::thinking::split_all;
@@ -97,11 +97,7 @@ fn prepare(
         completion_tokens: 0,
     };
     let mode = model.template.caps().thinking;
-    let thinking_on = match mode {
-        ThinkingMode::None => false,
-        ThinkingMode::Always => true,
-        ThinkingMode::Switchable => req.enable_thinking.unwrap_or(true),
-    };
+    let thinking_on = thinking_on(mode, req.enable_thinking);
     let (prompt, starts_in_reasoning, splits_reasoning) = match &req.kind {
         RequestKind::Chat(messages) => {
             let render_opts = RenderOptions {
@@ -119,13 +115,12 @@ fn prepare(
             }
         }
         RequestKind::Completion(text) => {
-            let vocab = model.llama.vocab();
-            let mut toks = Vec::new();
-            if vocab.should_add_bos() && vocab.bos().0 >= 0 {
-                toks.push(vocab.bos());
-            }
-            toks.extend(vocab.tokenize(text.as_bytes(), false, false));
-            (toks, false, false)
+            // Raw text, never parsed for special tokens; BOS as the model wants it.
+            let part = PromptPart {
+                text: text.clone(),
+                special: false,
+            };
+            (model.tokenize_parts(&[part]), false, false)
         }
     };
     if prompt.is_empty() {
