@@ -8,41 +8,15 @@
 #   scripts/bench-vs-llama.sh [MODEL.gguf] [THREADS] [ROUNDS]
 #
 # Env: EDGE_BENCH_DIR (scratch, default ~/.cache/edge-bench), EDGE_LLAMA_SDIST (a local
-# llama_cpp_python-0.3.36.tar.gz, to skip the download).
+# llama_cpp_python-0.3.36.tar.gz, to skip the download); see scripts/llama-tools.sh.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 MODEL="${1:-$ROOT/target/test-data/smollm2-135m-instruct-q4_1.gguf}"
 THREADS="${2:-2}"
 ROUNDS="${3:-3}"
-SCRATCH="${EDGE_BENCH_DIR:-$HOME/.cache/edge-bench}"
-SYS_VER=0.1.161
-mkdir -p "$SCRATCH"
-
-SRC="$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/llama-cpp-sys-2-$SYS_VER/llama.cpp | head -1)"
-[ -d "$SRC" ] || { echo "llama-cpp-sys-2 $SYS_VER source not found; run cargo build first" >&2; exit 1; }
-
-LB="$SCRATCH/build/bin/llama-bench"
-if [ ! -x "$LB" ]; then
-  echo "bench: building llama-bench from llama-cpp-sys-2 $SYS_VER's llama.cpp (several minutes)"
-  rm -rf "$SCRATCH/llama.cpp" && cp -r "$SRC" "$SCRATCH/llama.cpp"
-  sdist="${EDGE_LLAMA_SDIST:-}"
-  if [ -z "$sdist" ]; then
-    python3 -m pip download --quiet --no-deps --no-binary :all: llama-cpp-python==0.3.36 -d "$SCRATCH"
-    sdist="$SCRATCH/llama_cpp_python-0.3.36.tar.gz"
-  fi
-  tar xzf "$sdist" -C "$SCRATCH" llama_cpp_python-0.3.36/vendor/llama.cpp/tools
-  rm -rf "$SCRATCH/llama.cpp/tools"
-  cp -r "$SCRATCH/llama_cpp_python-0.3.36/vendor/llama.cpp/tools" "$SCRATCH/llama.cpp/tools"
-  # Same CPU flags as edge's default build (.cargo/config.toml) and OpenMP, as
-  # llama-cpp-sys-2 builds it.
-  cmake -S "$SCRATCH/llama.cpp" -B "$SCRATCH/build" -DCMAKE_BUILD_TYPE=Release \
-    -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON \
-    -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_OPENMP=ON -DGGML_CCACHE=OFF \
-    -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_BUILD_MTMD=OFF \
-    -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
-    -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF >/dev/null
-  cmake --build "$SCRATCH/build" -j"$(nproc)" --target llama-bench >/dev/null
-fi
+. "$ROOT/scripts/llama-tools.sh"
+llama_tools llama-bench
+LB="$LLAMA_BIN/llama-bench"
 
 EDGE="$ROOT/target/release/edge"
 [ -x "$EDGE" ] || (cd "$ROOT" && cargo build --release)

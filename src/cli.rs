@@ -43,6 +43,12 @@ pub enum Command {
     Eval(crate::commands::eval::EvalArgs),
     /// Run a JSONL file of requests offline (OpenAI batch format), resumable.
     Batch(crate::commands::batch::BatchArgs),
+    /// Plan where each tensor lives on a device (VRAM, RAM, SSD) and predict the speed.
+    Plan(crate::commands::plan::PlanArgs),
+    /// Serve this machine's CPU as a ggml RPC device for `edge run --rpc`.
+    RpcServer(crate::commands::rpc_server::RpcServerArgs),
+    /// Device profiles for the planner: list, show, detect this machine, calibrate it.
+    Profile(crate::commands::profile::ProfileArgs),
     /// Write a tiny random-weight GGUF (qwen3, qwen3moe, llama4) for tests and demos.
     #[command(hide = true)]
     Synth(SynthArgs),
@@ -87,6 +93,15 @@ pub struct RunArgs {
     /// Print load time, prompt and generation speed to stderr.
     #[arg(long)]
     pub stats: bool,
+    #[command(flatten)]
+    pub placement: crate::commands::plan::PlacementArgs,
+    /// Print the placement plan and exit without loading the model.
+    #[arg(long)]
+    pub plan_only: bool,
+    /// Use a ggml RPC server (`edge rpc-server`, llama.cpp's rpc-server) as a device:
+    /// HOST:PORT (repeatable).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub rpc: Vec<String>,
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -149,10 +164,17 @@ pub struct BenchArgs {
 
 #[derive(Debug, Args)]
 pub struct SynthArgs {
-    /// qwen3, qwen3moe or llama4.
-    pub arch: String,
+    /// qwen3, qwen3moe or llama4 (with --full-size: the output path instead).
+    #[arg(value_name = "ARCH")]
+    pub arch: Option<String>,
     /// Output .gguf path.
-    pub output: std::path::PathBuf,
+    #[arg(value_name = "OUT")]
+    pub output: Option<std::path::PathBuf>,
+    /// Write a header-only GGUF (no tensor data) with the full-size Q4_K_M tensor table of
+    /// NAME: qwen3-30b-a3b, qwen3-235b-a22b, llama4-scout or llama4-maverick.
+    /// Usage: edge synth --full-size NAME OUT.gguf
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["qwen3_tokenizer", "layers", "experts", "experts_used", "template"])]
+    pub full_size: Option<String>,
     /// Use Qwen 3's real tokenizer from this folder (tokenizer.json, tokenizer_config.json).
     #[arg(long)]
     pub qwen3_tokenizer: Option<std::path::PathBuf>,

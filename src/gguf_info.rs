@@ -32,6 +32,16 @@ pub enum GgufError {
     BadVersion(u32),
     #[error("GGUF header is truncated or corrupt: {0}")]
     Header(String),
+    /// The bytes given end inside the header: `needed` bytes would have let parsing go on
+    /// (it may need more after that). A truncated file, or a corrupt length.
+    #[error(
+        "GGUF header is truncated or corrupt: {what} runs past the end of the data (needs {needed} bytes, {available} available)"
+    )]
+    TruncatedHeader {
+        what: String,
+        needed: u64,
+        available: u64,
+    },
     #[error(
         "GGUF is truncated: tensor '{tensor}' needs bytes up to {needed} but the file has {actual}"
     )]
@@ -40,6 +50,18 @@ pub enum GgufError {
         needed: u64,
         actual: u64,
     },
+}
+
+impl GgufError {
+    /// For a header cut short ([`GgufError::TruncatedHeader`]): how many bytes from the
+    /// start of the file the parser wanted when it ran out (more may be needed after).
+    /// `None` for every other error: more bytes would not help.
+    pub fn bytes_needed(&self) -> Option<u64> {
+        match self {
+            GgufError::TruncatedHeader { needed, .. } => Some(*needed),
+            _ => None,
+        }
+    }
 }
 
 /// A metadata value. Large arrays (vocabularies, merges) are not decoded: only their
@@ -227,12 +249,10 @@ impl<'a> Cursor<'a> {
             .pos
             .checked_add(n)
             .filter(|&end| end <= self.buf.len())
-            .ok_or_else(|| {
-                GgufError::Header(format!(
-                    "{what} runs past the end of the file (offset {}, {} bytes available)",
-                    self.pos,
-                    self.buf.len()
-                ))
+            .ok_or_else(|| GgufError::TruncatedHeader {
+                what: what.to_string(),
+                needed: (self.pos as u64).saturating_add(n as u64),
+                available: self.buf.len() as u64,
             })?;
         let out = &self.buf[self.pos..end];
         self.pos = end;
@@ -534,9 +554,10 @@ fn read_header_bytes(file: &std::fs::File) -> std::io::Result<Vec<u8>> {
         reader.read_exact(&mut chunk)?;
         buf.extend_from_slice(&chunk);
         match GgufFile::parse_header(&buf) {
-            Err(GgufError::Header(_)) if want < len => {
-                want = (want * 4).min(len);
-            }
+            Err(e) if want < len => match e.bytes_needed() {
+                Some(needed) => want = (want * 4).max(needed).min(len),
+                None => return Ok(buf),
+            },
             _ => return Ok(buf),
         }
     }
@@ -741,6 +762,42 @@ mod tests {
             let ok = GgufFile::parse_header(part).and_then(|g| g.check_data_present(cut as u64));
             assert!(ok.is_err(), "cut at {cut} should fail");
         }
+    }
+
+    #[test]
+    fn truncated_headers_say_how_many_bytes_they_need() {
+        let buf = tiny();
+        let full = GgufFile::parse_header(&buf).unwrap();
+        let mut parsed_at = None;
+        for cut in 4..buf.len() {
+            match GgufFile::parse_header(&buf[..cut]) {
+                Ok(_) => {
+                    parsed_at.get_or_insert(cut);
+                }
+                Err(e) => {
+                    assert!(
+                        parsed_at.is_none(),
+                        "cut {cut} failed after a shorter one parsed"
+                    );
+                    let needed = e.bytes_needed().expect("truncation");
+                    assert!(
+                        needed > cut as u64 && needed <= full.data_offset,
+                        "{cut}: {e}"
+                    );
+                }
+            }
+        }
+        assert!(parsed_at.is_some_and(|c| c as u64 <= full.data_offset));
+        assert_eq!(
+            GgufFile::parse_header(b"GG").unwrap_err().bytes_needed(),
+            None
+        );
+        let mut bad = buf.clone();
+        bad[4] = 9; // version 9
+        assert_eq!(
+            GgufFile::parse_header(&bad).unwrap_err().bytes_needed(),
+            None
+        );
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub mod commands;
 pub mod engine;
 pub mod gguf_info;
 pub mod hub;
+pub mod planner;
+pub mod profile;
 pub mod quantize;
 pub mod resolve;
 pub mod synth;

@@ -62,3 +62,30 @@ pub fn progress_bar(len: u64, template: &str, hidden: bool) -> ProgressBar {
     );
     bar
 }
+
+/// `123`, `1.5G`, `800MiB`, `3.2GB` -> bytes (K/M/G are powers of 1000, KiB/MiB/GiB of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let v: f64 = num.parse().map_err(|_| format!("'{s}' is not a size"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "t" | "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024f64.powi(4),
+        _ => return Err(format!("'{s}': unknown size unit '{unit}'")),
+    };
+    let bytes = v * mult;
+    if !bytes.is_finite() || bytes < 1.0 {
+        return Err(format!("'{s}' must be a positive size"));
+    }
+    Ok(bytes as u64)
+}

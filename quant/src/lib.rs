@@ -6,6 +6,7 @@
 pub mod classify;
 pub mod fit;
 pub mod recipe;
+pub mod split;
 pub mod types;
 
 pub use classify::{classify, layer_of, llama_quantizes, TensorClass};

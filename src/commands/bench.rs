@@ -113,6 +113,55 @@ fn test_gen(
     Ok(())
 }
 
+/// One llama-bench test: `n_prompt` prompt tokens, or `n_gen` generated ones.
+#[derive(Debug, Clone)]
+pub struct TestParams {
+    pub n_prompt: u32,
+    pub n_gen: u32,
+    pub batch_size: u32,
+    pub ubatch_size: u32,
+    pub threads: u32,
+    pub repetitions: u32,
+}
+
+/// Runs one test the way llama-bench does, on a fresh context: a warmup (the full prompt,
+/// or one generated token), then `repetitions` timed runs, the KV cache cleared before each.
+/// Returns each run's wall time in ns. `edge profile calibrate` measures tg with it, so its
+/// figures are the ones `edge bench` reports.
+pub fn run_test(model: &Model, t: &TestParams, verbose: bool) -> Result<Vec<u64>> {
+    let mut rng = TokenRng(1234, model.llama.n_vocab());
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(t.n_prompt + t.n_gen))
+        .with_n_batch(t.batch_size)
+        .with_n_ubatch(t.ubatch_size)
+        .with_n_threads(t.threads as i32)
+        .with_n_threads_batch(t.threads as i32);
+    let mut ctx = model
+        .llama
+        .new_context(backend(verbose)?, params)
+        .map_err(|e| anyhow!("cannot create a context: {e}"))?;
+    // Warmup, as llama-bench: a full prompt run, or one generated token.
+    if t.n_prompt > 0 {
+        test_prompt(&mut ctx, model, t.n_prompt, t.batch_size, &mut rng)?;
+    }
+    if t.n_gen > 0 {
+        test_gen(&mut ctx, model, 1, 0, &mut rng)?;
+    }
+    let mut samples_ns = Vec::new();
+    for _ in 0..t.repetitions {
+        ctx.clear_kv_cache();
+        let started = Instant::now();
+        if t.n_prompt > 0 {
+            test_prompt(&mut ctx, model, t.n_prompt, t.batch_size, &mut rng)?;
+        }
+        if t.n_gen > 0 {
+            test_gen(&mut ctx, model, t.n_gen, 0, &mut rng)?;
+        }
+        samples_ns.push(started.elapsed().as_nanos() as u64);
+    }
+    Ok(samples_ns)
+}
+
 pub fn run(args: BenchArgs, verbose: bool) -> Result<ExitCode> {
     let path = resolve_model(&args.model)?;
     let model = Model::load(
@@ -123,9 +172,6 @@ pub fn run(args: BenchArgs, verbose: bool) -> Result<ExitCode> {
         },
     )?;
     let threads = args.threads.unwrap_or_else(default_threads);
-    let n_vocab = model.llama.n_vocab();
-    let mut rng = TokenRng(1234, n_vocab);
-
     let mut tests = Vec::new();
     if args.n_prompt > 0 {
         tests.push((args.n_prompt, 0));
@@ -135,35 +181,18 @@ pub fn run(args: BenchArgs, verbose: bool) -> Result<ExitCode> {
     }
     let mut results = Vec::new();
     for (n_prompt, n_gen) in tests {
-        let params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(n_prompt + n_gen))
-            .with_n_batch(args.batch_size)
-            .with_n_ubatch(args.ubatch_size)
-            .with_n_threads(threads as i32)
-            .with_n_threads_batch(threads as i32);
-        let mut ctx = model
-            .llama
-            .new_context(backend(verbose)?, params)
-            .map_err(|e| anyhow!("cannot create a context: {e}"))?;
-        // Warmup, as llama-bench: a full prompt run, or one generated token.
-        if n_prompt > 0 {
-            test_prompt(&mut ctx, &model, n_prompt, args.batch_size, &mut rng)?;
-        }
-        if n_gen > 0 {
-            test_gen(&mut ctx, &model, 1, 0, &mut rng)?;
-        }
-        let mut samples_ns = Vec::new();
-        for _ in 0..args.repetitions {
-            ctx.clear_kv_cache();
-            let t = Instant::now();
-            if n_prompt > 0 {
-                test_prompt(&mut ctx, &model, n_prompt, args.batch_size, &mut rng)?;
-            }
-            if n_gen > 0 {
-                test_gen(&mut ctx, &model, n_gen, 0, &mut rng)?;
-            }
-            samples_ns.push(t.elapsed().as_nanos() as u64);
-        }
+        let samples_ns = run_test(
+            &model,
+            &TestParams {
+                n_prompt,
+                n_gen,
+                batch_size: args.batch_size,
+                ubatch_size: args.ubatch_size,
+                threads,
+                repetitions: args.repetitions,
+            },
+            verbose,
+        )?;
         results.push(TestResult {
             n_prompt,
             n_gen,

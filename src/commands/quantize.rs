@@ -6,20 +6,23 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
+use edge_quant::split::SplitLimits;
 use edge_quant::types::{file_type_names, FILE_TYPES};
 use edge_quant::{file_type_by_name, ggml_type, ggml_type_by_name, Recipe, TensorClass};
 use serde_json::json;
 
 use crate::engine::ffi::QuantizeParams;
 use crate::quantize::imatrix_file::Imatrix;
+use crate::quantize::split::{plan_from, ShardReport};
 use crate::quantize::{dry_run, fitplan, quantize_atomic, Plan, Source};
-use crate::term::human_bytes;
+use crate::term::{human_bytes, parse_size};
 
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Examples:\n  edge quantize model-f16.gguf model-q4km.gguf --type Q4_K_M\n  \
 edge quantize moe-bf16.gguf moe.gguf --recipe moe-balanced --imatrix imatrix.gguf\n  \
-edge quantize model-f16.gguf small.gguf --size 3.5GiB --json\n  edge quantize model-f16.gguf --type Q4_K_M --dry-run"
+edge quantize model-f16.gguf small.gguf --size 3.5GiB --json\n  edge quantize model-f16.gguf --type Q4_K_M --dry-run\n  \
+edge quantize model-f16.gguf model.gguf --type Q8_0 --split-max-size 2G   (model-00001-of-0000N.gguf, …)"
 )]
 pub struct QuantizeArgs {
     /// Input GGUF (F16, BF16 or F32; a quantized one with --allow-requantize).
@@ -59,6 +62,13 @@ pub struct QuantizeArgs {
     /// Every tensor at the file type's base type (no llama.cpp mix rules).
     #[arg(long)]
     pub pure: bool,
+    /// Split the output into shards of at most this many bytes each (llama.cpp's
+    /// gguf-split layout: OUT-00001-of-0000N.gguf, …; suffixes as for --size).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub split_max_size: Option<u64>,
+    /// Split the output into shards of at most N tensors each.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub split_max_tensors: Option<u64>,
     /// Quantization threads (default: all cores).
     #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub threads: Option<u32>,
@@ -74,33 +84,6 @@ pub struct QuantizeArgs {
     /// List the file types and exit.
     #[arg(long)]
     pub list_types: bool,
-}
-
-/// `123`, `1.5G`, `800MiB`, `3.2GB` -> bytes (K/M/G are powers of 1000, KiB/MiB/GiB of 1024).
-fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let v: f64 = num.parse().map_err(|_| format!("'{s}' is not a size"))?;
-    let mult = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "kb" => 1e3,
-        "m" | "mb" => 1e6,
-        "g" | "gb" => 1e9,
-        "t" | "tb" => 1e12,
-        "kib" => 1024.0,
-        "mib" => 1024.0 * 1024.0,
-        "gib" => 1024.0 * 1024.0 * 1024.0,
-        "tib" => 1024f64.powi(4),
-        _ => return Err(format!("'{s}': unknown size unit '{unit}'")),
-    };
-    let bytes = v * mult;
-    if !bytes.is_finite() || bytes < 1.0 {
-        return Err(format!("'{s}' must be a positive size"));
-    }
-    Ok(bytes as u64)
 }
 
 fn tensor_type(name: &str, what: &str) -> Result<u32> {
@@ -213,8 +196,17 @@ pub fn run(args: QuantizeArgs, verbose: bool) -> Result<ExitCode> {
         .as_deref()
         .map(|t| tensor_type(t, "--token-embedding-type"))
         .transpose()?;
+    let split = (args.split_max_size.is_some() || args.split_max_tensors.is_some()).then_some(
+        SplitLimits {
+            max_bytes: args.split_max_size,
+            max_tensors: args.split_max_tensors,
+        },
+    );
     if let Some(out) = &args.output {
         check_output(&input, out)?;
+        if split.is_some() {
+            check_split_output(&input, out)?;
+        }
     }
 
     let src = Source::open(&input)?;
@@ -365,7 +357,22 @@ pub fn run(args: QuantizeArgs, verbose: bool) -> Result<ExitCode> {
     }
 
     if args.dry_run {
-        report(&src, &plan, None, budget, &fit_note, args.json);
+        let shards = split.map(|l| {
+            let out = args
+                .output
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(default_output_name(&input)));
+            plan_from(&src, &plan, &out, l)
+        });
+        report(
+            &src,
+            &plan,
+            None,
+            budget,
+            &fit_note,
+            shards.as_deref(),
+            args.json,
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let out = args
@@ -376,20 +383,22 @@ pub fn run(args: QuantizeArgs, verbose: bool) -> Result<ExitCode> {
         eprintln!("{fit_note}");
     }
     let started = Instant::now();
-    let written = quantize_atomic(&src, out, &params, &plan, true)?;
+    let written = quantize_atomic(&src, out, &params, &plan, true, split)?;
     let secs = started.elapsed().as_secs_f64();
-    if written != plan.file_bytes {
+    if written.shards.len() <= 1 && written.bytes != plan.file_bytes {
         eprintln!(
-            "edge: note: wrote {written} bytes, the plan said {} (run with -v for llama.cpp's log)",
-            plan.file_bytes
+            "edge: note: wrote {} bytes, the plan said {} (run with -v for llama.cpp's log)",
+            written.bytes, plan.file_bytes
         );
     }
+    let shards = split.map(|_| written.shards.as_slice());
     report(
         &src,
         &plan,
-        Some((out, written, secs)),
+        Some((out, written.bytes, secs)),
         budget,
         &fit_note,
+        shards,
         args.json,
     );
     Ok(ExitCode::SUCCESS)
@@ -476,12 +485,50 @@ fn check_output(input: &Path, out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `model-f16.gguf` -> `model-f16.gguf` as the name shards are planned for in a dry run
+/// without an output path.
+fn default_output_name(input: &Path) -> String {
+    input
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out.gguf".into())
+}
+
+/// With a split, no shard may overwrite the input.
+fn check_split_output(input: &Path, out: &Path) -> Result<()> {
+    let Ok(inp) = input.canonicalize() else {
+        return Ok(());
+    };
+    let stem = out.to_string_lossy();
+    let prefix = stem.strip_suffix(".gguf").unwrap_or(&stem);
+    let name = inp.file_name().map(|n| n.to_string_lossy().into_owned());
+    let out_dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let same_dir = out_dir.canonicalize().ok() == inp.parent().map(Path::to_path_buf);
+    if let (true, Some(name)) = (same_dir, name) {
+        let base = Path::new(prefix)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.starts_with(&format!("{base}-")) && name.contains("-of-") {
+            bail!(
+                "the output's shards would overwrite the input {}",
+                input.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 fn report(
     src: &Source,
     plan: &Plan,
     written: Option<(&Path, u64, f64)>,
     budget: Option<u64>,
     fit_note: &str,
+    shards: Option<&[ShardReport]>,
     as_json: bool,
 ) {
     let in_bytes = src.gguf.file_size;
@@ -503,6 +550,9 @@ fn report(
             v["output"] = json!(out.display().to_string());
             v["written_bytes"] = json!(n);
             v["seconds"] = json!(secs);
+        }
+        if let Some(sh) = shards {
+            v["shards"] = json!(sh);
         }
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return;
@@ -537,8 +587,36 @@ fn report(
         plan.bpw,
         budget.map_or(String::new(), |b| format!(", budget {b} bytes"))
     );
+    if let Some(sh) = shards {
+        if sh.len() == 1 {
+            println!(
+                "split: everything fits in one file ({})",
+                sh[0].path.display()
+            );
+        } else {
+            println!("split into {} shards:", sh.len());
+            for s in sh {
+                println!(
+                    "  {}  {} tensors, {} ({} bytes)",
+                    s.path.display(),
+                    s.tensors,
+                    human_bytes(s.bytes),
+                    s.bytes
+                );
+            }
+        }
+    }
     if let Some((out, n, secs)) = written {
-        println!("wrote {} ({} bytes) in {:.1}s", out.display(), n, secs);
+        match shards {
+            Some(sh) if sh.len() > 1 => println!(
+                "wrote {} shards of {} ({} bytes) in {:.1}s",
+                sh.len(),
+                out.display(),
+                n,
+                secs
+            ),
+            _ => println!("wrote {} ({} bytes) in {:.1}s", out.display(), n, secs),
+        }
     }
 }
 

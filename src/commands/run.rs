@@ -9,7 +9,10 @@ use anyhow::{bail, Context, Result};
 use crate::chat::{ChatSession, ChatSettings, SamplingOverrides};
 use crate::chat_template::ThinkingMode;
 use crate::cli::{OnOff, RunArgs};
-use crate::engine::{default_threads, GenOutput, LoadOptions, Model, SessionOptions, StopReason};
+use crate::engine::{
+    default_threads, GenOutput, KvOptions, LoadOptions, Model, Placement, SessionOptions,
+    StopReason,
+};
 use crate::resolve::resolve_model;
 use crate::term::{dim, stderr_color};
 use crate::thinking::Segment;
@@ -34,12 +37,49 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<ExitCode> {
         None => None,
     };
 
+    let mut placement_args = args.placement.clone();
+    if !args.rpc.is_empty() {
+        let free = crate::engine::add_rpc_servers(&args.rpc)?;
+        // Without --vram, the plan may use what the RPC devices report free.
+        placement_args.vram.get_or_insert(free);
+    }
+    let (plan, plan_text) =
+        crate::commands::plan::plan_for_file(&path, &placement_args, args.ctx.map(u64::from))?;
+    if args.plan_only {
+        print!("{plan_text}");
+        return Ok(if plan.fits {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    if verbose {
+        eprint!("{plan_text}");
+    }
+    if !plan.fits {
+        bail!(
+            "{} does not fit: {} (see `edge plan {}`)",
+            path.display(),
+            plan.reason.as_deref().unwrap_or("not enough memory"),
+            args.model
+        );
+    }
+
     let interactive = prompt.is_none();
-    let model = Model::load(
+    let model = Model::load_with(
         &path,
         &LoadOptions {
             verbose,
             progress: interactive || args.stats,
+        },
+        &Placement {
+            n_gpu_layers: plan.llama.n_gpu_layers,
+            cpu_overrides: plan
+                .llama
+                .tensor_overrides
+                .iter()
+                .map(|o| o.trim_end_matches("=CPU").to_string())
+                .collect(),
         },
     )?;
     if model.template_is_fallback {
@@ -48,14 +88,21 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<ExitCode> {
             path.display()
         );
     }
-    let n_ctx = args.ctx.unwrap_or_else(|| model.default_ctx());
+    let n_ctx = plan.ctx as u32;
     let threads = args.threads.unwrap_or_else(default_threads);
-    let session = model.new_session(&SessionOptions {
-        n_ctx,
-        n_batch: 2048,
-        n_ubatch: 512,
-        threads,
-    })?;
+    let session = model.new_session_with(
+        &SessionOptions {
+            n_ctx,
+            n_batch: 2048,
+            n_ubatch: plan.n_ubatch as u32,
+            threads,
+        },
+        &KvOptions {
+            type_k: Some(plan.llama.type_k),
+            type_v: Some(plan.llama.type_v),
+            flash_attn: Some(plan.llama.flash_attn),
+        },
+    )?;
 
     let mode = model.template.caps().thinking;
     if args.think == Some(OnOff::Off) && mode == ThinkingMode::Always {

@@ -614,3 +614,80 @@ pub fn imatrix_collect(
         Ok((done, total))
     }
 }
+
+// ---- ggml RPC: another llama.cpp process (or a thread of this one) as a device ----
+
+// ggml-rpc.h is not in llama-cpp-sys-2's bindings; these match its declarations
+// (ggml/include/ggml-rpc.h, protocol 7.0.0). Linked statically when built with
+// GGML_RPC=ON (.cargo/config.toml).
+extern "C" {
+    fn ggml_backend_rpc_add_server(endpoint: *const c_char) -> llama_cpp_sys_2::ggml_backend_reg_t;
+    fn ggml_backend_rpc_start_server(
+        endpoint: *const c_char,
+        cache_dir: *const c_char,
+        n_threads: usize,
+        n_devices: usize,
+        devices: *mut llama_cpp_sys_2::ggml_backend_dev_t,
+    );
+}
+
+/// Serves this process's CPU device over ggml's RPC protocol at `endpoint` (HOST:PORT).
+/// Blocks forever: run it on its own thread (or as `edge rpc-server`).
+pub fn rpc_serve_cpu(endpoint: &str, threads: usize) -> Result<(), String> {
+    let endpoint = std::ffi::CString::new(endpoint).map_err(|_| "endpoint has a NUL byte")?;
+    // SAFETY: ggml_backend_dev_by_type only reads ggml's static device registry.
+    let mut cpu = unsafe {
+        llama_cpp_sys_2::ggml_backend_dev_by_type(llama_cpp_sys_2::GGML_BACKEND_DEVICE_TYPE_CPU)
+    };
+    if cpu.is_null() {
+        return Err("no CPU device in this build".into());
+    }
+    // SAFETY: endpoint is a valid C string for the call; a null cache_dir disables the
+    // tensor cache; `devices` points to one valid device handle that outlives the call
+    // (device handles are static).
+    unsafe {
+        ggml_backend_rpc_start_server(
+            endpoint.as_ptr(),
+            std::ptr::null(),
+            threads.max(1),
+            1,
+            &mut cpu,
+        );
+    }
+    Err(format!(
+        "the RPC server at {} stopped",
+        endpoint.to_string_lossy()
+    ))
+}
+
+/// Connects to an RPC server and registers its devices with ggml, so llama.cpp offloads
+/// to them like to a GPU. Returns the names of the devices added (e.g. `RPC0`).
+pub fn rpc_add_server(endpoint: &str) -> Result<Vec<String>, String> {
+    let c_endpoint = std::ffi::CString::new(endpoint).map_err(|_| "endpoint has a NUL byte")?;
+    // SAFETY: plain queries of the device registry before and after registration.
+    let before = unsafe { llama_cpp_sys_2::ggml_backend_dev_count() };
+    // SAFETY: the endpoint string is valid for the call; ggml copies it.
+    let reg = unsafe { ggml_backend_rpc_add_server(c_endpoint.as_ptr()) };
+    if reg.is_null() {
+        return Err(format!("cannot connect to the RPC server at {endpoint}"));
+    }
+    // SAFETY: `reg` is a valid registry entry returned by ggml; registering it adds its
+    // devices to the global list.
+    unsafe { llama_cpp_sys_2::ggml_backend_register(reg) };
+    let after = unsafe { llama_cpp_sys_2::ggml_backend_dev_count() };
+    let mut names = Vec::new();
+    for i in before..after {
+        // SAFETY: i < dev_count; the returned name is a static C string owned by ggml.
+        let name = unsafe {
+            let dev = llama_cpp_sys_2::ggml_backend_dev_get(i);
+            CStr::from_ptr(llama_cpp_sys_2::ggml_backend_dev_name(dev))
+                .to_string_lossy()
+                .into_owned()
+        };
+        names.push(name);
+    }
+    if names.is_empty() {
+        return Err(format!("the RPC server at {endpoint} offers no device"));
+    }
+    Ok(names)
+}

@@ -57,17 +57,56 @@ pub struct LoadOptions {
     pub progress: bool,
 }
 
+/// Where llama.cpp puts the weights (from a plan): how many layers go to the GPU-like
+/// devices (counting the output layer first, as llama.cpp does) and which tensors stay
+/// on the CPU regardless (`-ot REGEX=CPU`).
+#[derive(Debug, Clone, Default)]
+pub struct Placement {
+    pub n_gpu_layers: u32,
+    pub cpu_overrides: Vec<String>,
+}
+
+/// KV-cache and attention settings for a context (from a plan).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KvOptions {
+    pub type_k: Option<crate::planner::KvType>,
+    pub type_v: Option<crate::planner::KvType>,
+    pub flash_attn: Option<bool>,
+}
+
+fn kv_cache_type(t: crate::planner::KvType) -> llama_cpp_2::context::params::KvCacheType {
+    use llama_cpp_2::context::params::KvCacheType;
+    match t {
+        crate::planner::KvType::F16 => KvCacheType::F16,
+        crate::planner::KvType::Q8_0 => KvCacheType::Q8_0,
+        crate::planner::KvType::Q4_0 => KvCacheType::Q4_0,
+    }
+}
+
 impl Model {
     /// Validates the GGUF header (so a bad file gets a clear error instead of a llama.cpp
     /// abort), then loads the weights through llama.cpp.
     pub fn load(path: &Path, opts: &LoadOptions) -> Result<Model> {
+        Self::load_with(path, opts, &Placement::default())
+    }
+
+    /// [`Model::load`] with the weights placed as a plan says.
+    pub fn load_with(path: &Path, opts: &LoadOptions, placement: &Placement) -> Result<Model> {
         let gguf = GgufFile::open(path)?;
         check_loadable(&gguf).map_err(|e| anyhow!("{}: {e}", path.display()))?;
         let facts = ModelFacts::from_gguf(&gguf).map_err(|e| anyhow!("{}: {e}", path.display()))?;
         let backend = backend(opts.verbose)?;
 
         let started = Instant::now();
-        let mut params = LlamaModelParams::default();
+        let patterns = placement
+            .cpu_overrides
+            .iter()
+            .map(|p| {
+                std::ffi::CString::new(p.as_str())
+                    .map_err(|_| anyhow!("tensor pattern '{p}' contains a NUL byte"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut params = LlamaModelParams::default().with_n_gpu_layers(placement.n_gpu_layers);
         let bar = opts
             .progress
             .then(|| crate::commands::progress::load_bar(path));
@@ -76,6 +115,11 @@ impl Model {
                 bar.set_position((p * 100.0) as u64);
                 true
             });
+        }
+        // The override list points into `patterns`, which lives until the load returns.
+        let mut params = std::pin::pin!(params);
+        for p in &patterns {
+            params.as_mut().add_cpu_buft_override(p);
         }
         ffi::take_recent_errors();
         let loaded = LlamaModel::load_from_file(backend, path, &params);
@@ -132,6 +176,11 @@ impl Model {
     }
 
     pub fn new_session(&self, opts: &SessionOptions) -> Result<Session<'_>> {
+        self.new_session_with(opts, &KvOptions::default())
+    }
+
+    /// [`Model::new_session`] with the KV type and flash attention a plan chose.
+    pub fn new_session_with(&self, opts: &SessionOptions, kv: &KvOptions) -> Result<Session<'_>> {
         let backend = backend(false)?;
         let n_ctx = opts.n_ctx;
         let n_batch = opts.n_batch.min(n_ctx).max(1);
@@ -141,6 +190,20 @@ impl Model {
             .with_n_ubatch(opts.n_ubatch.min(n_batch).max(1))
             .with_n_threads(opts.threads as i32)
             .with_n_threads_batch(opts.threads as i32);
+        let mut params = params;
+        if let Some(t) = kv.type_k {
+            params = params.with_type_k(kv_cache_type(t));
+        }
+        if let Some(t) = kv.type_v {
+            params = params.with_type_v(kv_cache_type(t));
+        }
+        if let Some(fa) = kv.flash_attn {
+            params = params.with_flash_attention_policy(if fa {
+                llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED
+            } else {
+                llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED
+            });
+        }
         ffi::take_recent_errors();
         let ctx = self.llama.new_context(backend, params).map_err(|_| {
             let why = ffi::take_recent_errors().pop().unwrap_or_default();
@@ -504,4 +567,40 @@ mod tests {
         assert_eq!(d.push(&bytes[4..]), "本");
         assert_eq!(d.push(&[0xff, b'a']), "\u{FFFD}a");
     }
+}
+
+/// Registers ggml RPC servers as devices (once per endpoint per process) and returns the
+/// free memory they report in total.
+pub fn add_rpc_servers(endpoints: &[String]) -> Result<u64> {
+    static ADDED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    backend(false)?;
+    let mut added = ADDED
+        .lock()
+        .map_err(|_| anyhow!("RPC registry lock poisoned"))?;
+    for ep in endpoints {
+        if ep
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok())
+            .is_none()
+        {
+            bail!("--rpc '{ep}': expected HOST:PORT");
+        }
+        if !added.contains(ep) {
+            // Fail fast with a clear message when nothing listens there.
+            let addr = std::net::ToSocketAddrs::to_socket_addrs(ep.as_str())
+                .with_context(|| format!("--rpc {ep}"))?
+                .next()
+                .ok_or_else(|| anyhow!("--rpc {ep}: no address"))?;
+            std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5))
+                .with_context(|| format!("cannot reach the RPC server at {ep}"))?;
+            ffi::rpc_add_server(ep).map_err(anyhow::Error::msg)?;
+            added.push(ep.clone());
+        }
+    }
+    let free = llama_cpp_2::list_llama_ggml_backend_devices()
+        .into_iter()
+        .filter(|d| d.backend.eq_ignore_ascii_case("RPC"))
+        .map(|d| d.memory_free as u64)
+        .sum();
+    Ok(free)
 }

@@ -4,6 +4,7 @@
 //! - [`names`]: pure parsing and choice logic (model references, quants, splits).
 //! - [`api`]: the Hub HTTP API (listing, resolve), errors with the `HF_TOKEN` hint.
 //! - [`download`]: parallel, resumable, sha256-verified downloads.
+//! - [`remote_header`]: a remote GGUF's header over HTTP Range requests (plan before pull).
 //! - [`store`]: the content-addressed store, its index (`models.json`), locks, and the
 //!   Hugging Face cache that is reused instead of downloading twice.
 //!
@@ -13,6 +14,7 @@
 pub mod api;
 pub mod download;
 pub mod names;
+pub mod remote_header;
 pub mod store;
 
 use std::fs;
@@ -701,4 +703,17 @@ mod tests {
         let e = unknown_name(&key_for(&ollama, &c).unwrap(), &c);
         assert!(e.to_string().contains("did you mean qwen3-0.6b"), "{e}");
     }
+}
+
+/// The installed file for a model name, without pulling anything (`None` when it is not
+/// installed or its files are gone).
+pub fn installed_path(r: &ModelRef) -> Result<Option<PathBuf>> {
+    let store = Store::open()?;
+    let catalog = Catalog::load()?;
+    let key = key_for(r, &catalog)?;
+    let manifest = store.load_manifest()?;
+    Ok(manifest
+        .best(&key.name, key.quant.as_deref(), &key.preferred)
+        .filter(|m| m.files_present())
+        .map(|m| m.path.clone()))
 }

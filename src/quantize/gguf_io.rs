@@ -109,15 +109,14 @@ impl HeaderLayout {
         })
     }
 
-    /// Bytes of the header llama_model_quantize writes for this input (padded): the
-    /// input's KV pairs without the split keys, with `general.quantization_version` and
-    /// `general.file_type` as u32, and the same tensor table.
-    pub fn quantized_header_bytes(&self) -> u64 {
-        const SPLIT: [&str; 3] = ["split.no", "split.count", "split.tensors.count"];
+    /// Bytes of the KV pairs llama_model_quantize writes for this input: the input's
+    /// pairs without the split keys, with `general.quantization_version` and
+    /// `general.file_type` as u32.
+    pub fn quantized_kv_bytes(&self) -> u64 {
         const SET_U32: [&str; 2] = ["general.quantization_version", "general.file_type"];
-        let mut total = 4 + 4 + 8 + 8;
+        let mut total = 0;
         for (k, size) in &self.kv {
-            if SPLIT.contains(&k.as_str()) || SET_U32.contains(&k.as_str()) {
+            if SPLIT_KEYS.contains(&k.as_str()) || SET_U32.contains(&k.as_str()) {
                 continue;
             }
             total += size;
@@ -125,8 +124,25 @@ impl HeaderLayout {
         for k in SET_U32 {
             total += 8 + k.len() as u64 + 4 + 4;
         }
-        align(total + self.tensor_infos, self.alignment)
+        total
     }
+
+    /// Bytes of the header llama_model_quantize writes for this input (padded): the
+    /// magic and counts, [`Self::quantized_kv_bytes`] and the same tensor table.
+    pub fn quantized_header_bytes(&self) -> u64 {
+        align(
+            4 + 4 + 8 + 8 + self.quantized_kv_bytes() + self.tensor_infos,
+            self.alignment,
+        )
+    }
+}
+
+/// The keys of a split GGUF's shards (llama.cpp's `LLM_KV_SPLIT_*`).
+pub const SPLIT_KEYS: [&str; 3] = ["split.no", "split.count", "split.tensors.count"];
+
+/// Bytes of one tensor-info entry: name, n_dims, dims, type, offset.
+pub fn tensor_info_bytes(name: &str, n_dims: usize) -> u64 {
+    8 + name.len() as u64 + 4 + 8 * n_dims as u64 + 4 + 8
 }
 
 pub fn align(n: u64, a: u64) -> u64 {

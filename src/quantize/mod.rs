@@ -6,12 +6,14 @@ pub mod eval;
 pub mod fitplan;
 pub mod gguf_io;
 pub mod imatrix_file;
+pub mod split;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Once};
 
 use anyhow::{anyhow, bail, Context, Result};
+use edge_quant::split::SplitLimits;
 use edge_quant::{classify, ggml_type, ggml_type_by_name, TensorClass};
 use serde::Serialize;
 
@@ -234,26 +236,64 @@ pub fn temp_path(out: &Path) -> PathBuf {
     out.with_file_name(format!(".{name}.edge-partial-{}", std::process::id()))
 }
 
-/// Quantizes into a temporary file next to `out`, then renames it: a failed or
-/// interrupted run never leaves a file under `out`'s name.
+/// Partial files to remove if the user interrupts (Ctrl-C) a write.
+static PARTIALS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Remembers a partial file, to be removed on Ctrl-C (the handler exits as a shell
+/// would, with 130).
+pub(crate) fn track_partial(p: &Path) {
+    static HANDLER: Once = Once::new();
+    HANDLER.call_once(|| {
+        let _ = ctrlc::set_handler(|| {
+            if let Ok(ps) = PARTIALS.lock() {
+                for p in ps.iter() {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+            eprintln!();
+            std::process::exit(130);
+        });
+    });
+    if let Ok(mut ps) = PARTIALS.lock() {
+        ps.push(p.to_path_buf());
+    }
+}
+
+pub(crate) fn untrack_partial(p: &Path) {
+    if let Ok(mut ps) = PARTIALS.lock() {
+        ps.retain(|q| q != p);
+    }
+}
+
+/// What a quantization wrote.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// Bytes in all the files written.
+    pub bytes: u64,
+    /// With a split asked for, the shards (one: the whole file, when it fits); empty
+    /// otherwise.
+    pub shards: Vec<split::ShardReport>,
+}
+
+/// Quantizes into a temporary file next to `out`, then renames it (or, with `split`,
+/// splits it into shards, themselves written to temporary files and renamed at the
+/// end): a failed or interrupted run never leaves a file under `out`'s name, nor a
+/// partial set of shards.
 pub fn quantize_atomic(
     src: &Source,
     out: &Path,
     params: &QuantizeParams,
     plan: &Plan,
     show_progress: bool,
-) -> Result<u64> {
+    split: Option<SplitLimits>,
+) -> Result<Written> {
     let tmp = temp_path(out);
     std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", parent_display(out)))?;
-    {
-        let t = tmp.clone();
-        // Ctrl-C: remove the partial file, exit as a shell would (130).
-        let _ = ctrlc::set_handler(move || {
-            let _ = std::fs::remove_file(&t);
-            eprintln!();
-            std::process::exit(130);
-        });
-    }
+    track_partial(&tmp);
+    let remove_tmp = |tmp: &Path| {
+        let _ = std::fs::remove_file(tmp);
+        untrack_partial(tmp);
+    };
     let bar = progress_bar(plan, show_progress);
     let sizes: HashMap<String, u64> = plan
         .tensors
@@ -280,15 +320,46 @@ pub fn quantize_atomic(
     let result = ffi::model_quantize(&src.path, &tmp, &p, sink);
     bar.finish_and_clear();
     if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
+        remove_tmp(&tmp);
         bail!("quantizing {} failed: {e}", src.path.display());
     }
     let written = std::fs::metadata(&tmp).map(|m| m.len()).unwrap_or(0);
+    if let Some(limits) = split {
+        let shards = split::write_shards(&tmp, out, limits);
+        match shards {
+            Err(e) => {
+                remove_tmp(&tmp);
+                return Err(e);
+            }
+            Ok(Some(shards)) => {
+                remove_tmp(&tmp);
+                let shards = split::commit(&shards)?;
+                return Ok(Written {
+                    bytes: shards.iter().map(|s| s.bytes).sum(),
+                    shards,
+                });
+            }
+            Ok(None) => {}
+        }
+    }
     if let Err(e) = std::fs::rename(&tmp, out) {
-        let _ = std::fs::remove_file(&tmp);
+        remove_tmp(&tmp);
         return Err(e).with_context(|| format!("cannot write {}", out.display()));
     }
-    Ok(written)
+    untrack_partial(&tmp);
+    let shards = match split {
+        // Asked to split, but everything fits in one file.
+        Some(_) => vec![split::ShardReport {
+            path: out.to_path_buf(),
+            tensors: plan.tensors.len(),
+            bytes: written,
+        }],
+        None => Vec::new(),
+    };
+    Ok(Written {
+        bytes: written,
+        shards,
+    })
 }
 
 fn parent_display(out: &Path) -> String {

@@ -15,6 +15,7 @@
 //! - Same spec and seed give a byte-identical file. Each tensor has its own random stream, so
 //!   a tensor's values do not depend on which other tensors the model has.
 
+pub mod fullsize;
 mod templates;
 mod vocab;
 
@@ -202,6 +203,162 @@ impl SynthSpec {
     }
 }
 
+/// Everything that decides a model's tensor table and its architecture metadata: what
+/// [`SynthSpec`] describes for the tiny models, and what [`fullsize`] fills in for the
+/// published ones.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Hparams {
+    pub arch: SynthArch,
+    pub n_layer: u32,
+    pub n_embd: u32,
+    /// Width of the dense FFN layers (`feed_forward_length`).
+    pub n_ff: u32,
+    /// Width of each routed expert, and of llama4's shared expert
+    /// (`expert_feed_forward_length`).
+    pub n_ff_exp: u32,
+    pub n_expert: u32,
+    pub n_expert_used: u32,
+    pub n_head: u32,
+    pub n_head_kv: u32,
+    pub head_dim: u32,
+    pub context_length: u32,
+    /// llama4: layer `il` is MoE when `(il + 1) % moe_layer_step == 0` (llama.cpp's rule).
+    pub moe_layer_step: u32,
+    pub tied_embeddings: bool,
+    /// llama4 with llama3-style RoPE scaling: the converter adds `rope_freqs.weight`.
+    pub rope_freqs: bool,
+    /// `{arch}.expert_shared_count`, when written.
+    pub expert_shared_count: Option<u32>,
+    pub rms_eps: f32,
+    pub rope_freq_base: f32,
+}
+
+impl Hparams {
+    /// Is layer `il` a MoE layer?
+    pub fn is_moe_layer(&self, il: u32) -> bool {
+        match self.arch {
+            SynthArch::Qwen3 => false,
+            SynthArch::Qwen3Moe => true,
+            SynthArch::Llama4 => {
+                self.moe_layer_step > 0 && (il + 1).is_multiple_of(self.moe_layer_step)
+            }
+        }
+    }
+}
+
+impl SynthSpec {
+    pub(crate) fn hparams(&self) -> Hparams {
+        let (rms_eps, rope_freq_base) = match self.arch {
+            SynthArch::Qwen3 | SynthArch::Qwen3Moe => (1e-6, 1_000_000.0),
+            SynthArch::Llama4 => (1e-5, 500_000.0),
+        };
+        Hparams {
+            arch: self.arch,
+            n_layer: self.n_layer,
+            n_embd: self.n_embd,
+            n_ff: self.n_ff,
+            n_ff_exp: self.n_ff,
+            n_expert: self.n_expert,
+            n_expert_used: self.n_expert_used,
+            n_head: self.n_head,
+            n_head_kv: self.n_head_kv,
+            head_dim: self.head_dim,
+            context_length: self.context_length,
+            moe_layer_step: LLAMA4_MOE_LAYER_STEP,
+            tied_embeddings: self.tied_embeddings,
+            rope_freqs: false,
+            expert_shared_count: (self.arch == SynthArch::Llama4).then_some(1),
+            rms_eps,
+            rope_freq_base,
+        }
+    }
+}
+
+/// What a tensor is for; decides how the generator fills it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// `token_embd`.
+    Embedding,
+    /// RMS norm weights (1-D).
+    Norm,
+    /// A projection out of the (normalised) residual stream.
+    Proj,
+    /// A projection back into the residual stream (`attn_output`, `ffn_down*`).
+    OutProj,
+    /// The MoE router (`ffn_gate_inp`).
+    Router,
+    /// The lm head (`output`).
+    Output,
+    /// llama3-style RoPE frequency factors (1-D).
+    RopeFreqs,
+}
+
+/// One tensor of a model's table: name, shape (ggml order ne0, ne1[, ne2]) and role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LayoutTensor {
+    pub name: String,
+    pub shape: Vec<u64>,
+    pub role: Role,
+}
+
+/// The tensor table llama.cpp expects for `h` (its `create_tensor` calls for qwen3,
+/// qwen3moe and llama4), in the order the generator writes it.
+pub(crate) fn layout(h: &Hparams, n_vocab: u64) -> Vec<LayoutTensor> {
+    let e = u64::from(h.n_embd);
+    let q = u64::from(h.n_head * h.head_dim);
+    let kv = u64::from(h.n_head_kv * h.head_dim);
+    let ff = u64::from(h.n_ff);
+    let ff_exp = u64::from(h.n_ff_exp);
+    let x = u64::from(h.n_expert);
+    let d = u64::from(h.head_dim);
+
+    let mut out = Vec::new();
+    let mut push = |name: String, shape: Vec<u64>, role: Role| {
+        out.push(LayoutTensor { name, shape, role });
+    };
+    push(
+        "token_embd.weight".into(),
+        vec![e, n_vocab],
+        Role::Embedding,
+    );
+    if h.rope_freqs {
+        push("rope_freqs.weight".into(), vec![d / 2], Role::RopeFreqs);
+    }
+    for il in 0..h.n_layer {
+        let b = |t: &str| format!("blk.{il}.{t}.weight");
+        push(b("attn_norm"), vec![e], Role::Norm);
+        push(b("attn_q"), vec![e, q], Role::Proj);
+        push(b("attn_k"), vec![e, kv], Role::Proj);
+        push(b("attn_v"), vec![e, kv], Role::Proj);
+        push(b("attn_output"), vec![q, e], Role::OutProj);
+        if h.arch != SynthArch::Llama4 {
+            push(b("attn_q_norm"), vec![d], Role::Norm);
+            push(b("attn_k_norm"), vec![d], Role::Norm);
+        }
+        push(b("ffn_norm"), vec![e], Role::Norm);
+        if h.is_moe_layer(il) {
+            push(b("ffn_gate_inp"), vec![e, x], Role::Router);
+            push(b("ffn_gate_exps"), vec![e, ff_exp, x], Role::Proj);
+            push(b("ffn_up_exps"), vec![e, ff_exp, x], Role::Proj);
+            push(b("ffn_down_exps"), vec![ff_exp, e, x], Role::OutProj);
+            if h.arch == SynthArch::Llama4 {
+                push(b("ffn_gate_shexp"), vec![e, ff_exp], Role::Proj);
+                push(b("ffn_up_shexp"), vec![e, ff_exp], Role::Proj);
+                push(b("ffn_down_shexp"), vec![ff_exp, e], Role::OutProj);
+            }
+        } else {
+            push(b("ffn_gate"), vec![e, ff], Role::Proj);
+            push(b("ffn_up"), vec![e, ff], Role::Proj);
+            push(b("ffn_down"), vec![ff, e], Role::OutProj);
+        }
+    }
+    push("output_norm.weight".into(), vec![e], Role::Norm);
+    if !h.tied_embeddings {
+        push("output.weight".into(), vec![e, n_vocab], Role::Output);
+    }
+    out
+}
+
 /// How a tensor's values are made.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Init {
@@ -219,15 +376,6 @@ struct PlannedTensor {
     zero_eog_rows: bool,
 }
 
-/// Is layer `il` a MoE layer?
-fn is_moe_layer(arch: SynthArch, il: u32) -> bool {
-    match arch {
-        SynthArch::Qwen3 => false,
-        SynthArch::Qwen3Moe => true,
-        SynthArch::Llama4 => (il + 1).is_multiple_of(LLAMA4_MOE_LAYER_STEP),
-    }
-}
-
 const LLAMA4_MOE_LAYER_STEP: u32 = 2;
 
 /// Gain of the projections that write into the residual stream (`attn_output`, `ffn_down*`).
@@ -241,77 +389,40 @@ const LLAMA4_MOE_LAYER_STEP: u32 = 2;
 const RESID_GAIN: f32 = 32.0;
 
 fn plan(spec: &SynthSpec, n_vocab: u64) -> Vec<PlannedTensor> {
-    let e = u64::from(spec.n_embd);
-    let q = u64::from(spec.n_head * spec.head_dim);
-    let kv = u64::from(spec.n_head_kv * spec.head_dim);
-    let ff = u64::from(spec.n_ff);
-    let x = u64::from(spec.n_expert);
-    let d = u64::from(spec.head_dim);
-
-    let mut out = Vec::new();
-    let mut push = |name: String, shape: Vec<u64>, init: Init, zero: bool| {
-        let ty = match (shape.len(), name.contains("ffn_gate_inp")) {
-            (1, _) | (_, true) => GGmlType::F32,
-            _ => GGmlType::F16,
-        };
-        out.push(PlannedTensor {
-            name,
-            shape,
-            ty,
-            init,
-            zero_eog_rows: zero,
-        });
-    };
-    // std 1/sqrt(fan_in); the fan-in of a ggml matrix is its row length ne0.
-    let proj = |fan_in: u64| Init::Normal(1.0 / (fan_in as f32).sqrt());
-    // Projections back into the residual stream are RESID_GAIN times larger (see there).
-    let out_proj = |fan_in: u64| Init::Normal(RESID_GAIN / (fan_in as f32).sqrt());
-
-    push(
-        "token_embd.weight".into(),
-        vec![e, n_vocab],
-        Init::Normal(1.0),
-        spec.tied_embeddings,
-    );
-    for il in 0..spec.n_layer {
-        let b = |t: &str| format!("blk.{il}.{t}.weight");
-        push(b("attn_norm"), vec![e], Init::Ones, false);
-        push(b("attn_q"), vec![e, q], proj(e), false);
-        push(b("attn_k"), vec![e, kv], proj(e), false);
-        push(b("attn_v"), vec![e, kv], proj(e), false);
-        push(b("attn_output"), vec![q, e], out_proj(q), false);
-        if spec.arch != SynthArch::Llama4 {
-            push(b("attn_q_norm"), vec![d], Init::Ones, false);
-            push(b("attn_k_norm"), vec![d], Init::Ones, false);
-        }
-        push(b("ffn_norm"), vec![e], Init::Ones, false);
-        if is_moe_layer(spec.arch, il) {
-            // A sharp router (std 1 on a unit-RMS input), so near-ties between experts are rare.
-            push(b("ffn_gate_inp"), vec![e, x], Init::Normal(1.0), false);
-            push(b("ffn_gate_exps"), vec![e, ff, x], proj(e), false);
-            push(b("ffn_up_exps"), vec![e, ff, x], proj(e), false);
-            push(b("ffn_down_exps"), vec![ff, e, x], out_proj(ff), false);
-            if spec.arch == SynthArch::Llama4 {
-                push(b("ffn_gate_shexp"), vec![e, ff], proj(e), false);
-                push(b("ffn_up_shexp"), vec![e, ff], proj(e), false);
-                push(b("ffn_down_shexp"), vec![ff, e], out_proj(ff), false);
+    layout(&spec.hparams(), n_vocab)
+        .into_iter()
+        .map(|t| {
+            // The fan-in of a ggml matrix is its row length ne0.
+            let fan_in = t.shape[0] as f32;
+            let init = match t.role {
+                Role::Norm | Role::RopeFreqs => Init::Ones,
+                // Embedding and lm head std 1; a sharp router (std 1 on a unit-RMS input),
+                // so near-ties between experts are rare.
+                Role::Embedding | Role::Output | Role::Router => Init::Normal(1.0),
+                // std 1/sqrt(fan_in); projections back into the residual stream are
+                // RESID_GAIN times larger (see there).
+                Role::Proj => Init::Normal(1.0 / fan_in.sqrt()),
+                Role::OutProj => Init::Normal(RESID_GAIN / fan_in.sqrt()),
+            };
+            let ty = if t.shape.len() == 1 || t.role == Role::Router {
+                GGmlType::F32
+            } else {
+                GGmlType::F16
+            };
+            let zero_eog_rows = match t.role {
+                Role::Output => true,
+                Role::Embedding => spec.tied_embeddings,
+                _ => false,
+            };
+            PlannedTensor {
+                name: t.name,
+                shape: t.shape,
+                ty,
+                init,
+                zero_eog_rows,
             }
-        } else {
-            push(b("ffn_gate"), vec![e, ff], proj(e), false);
-            push(b("ffn_up"), vec![e, ff], proj(e), false);
-            push(b("ffn_down"), vec![ff, e], out_proj(ff), false);
-        }
-    }
-    push("output_norm.weight".into(), vec![e], Init::Ones, false);
-    if !spec.tied_embeddings {
-        push(
-            "output.weight".into(),
-            vec![e, n_vocab],
-            Init::Normal(1.0),
-            true,
-        );
-    }
-    out
+        })
+        .collect()
 }
 
 /// The tensors [`write_gguf`] writes for `spec`, in file order: name, shape (ggml order
@@ -374,50 +485,60 @@ impl Val {
     }
 }
 
-fn metadata(spec: &SynthSpec, vocab: vocab::Vocab) -> Vec<(String, Val)> {
-    let a = spec.arch.as_str();
+/// The `general.*` keys that differ between the tiny synthetic models and the full-size
+/// fixtures.
+pub(crate) struct General {
+    pub name: String,
+    /// `general.file_type` (llama.cpp's `llama_ftype`: 1 mostly F16, 15 Q4_K_M).
+    pub file_type: u32,
+    /// `general.quantization_version`, written by llama-quantize.
+    pub quantization_version: Option<u32>,
+    /// Replaces the family's chat template.
+    pub chat_template: Option<String>,
+}
+
+fn metadata(h: &Hparams, general: General, vocab: vocab::Vocab) -> Vec<(String, Val)> {
+    let a = h.arch.as_str();
     let mut kv: Vec<(String, Val)> = Vec::new();
     let mut put = |k: &str, v: Val| kv.push((k.replace("{a}", a), v));
 
     put("general.architecture", Val::Str(a.into()));
     put("general.type", Val::Str("model".into()));
-    put("general.name", Val::Str(format!("edge synthetic {a}")));
+    put("general.name", Val::Str(general.name));
     put(
         "general.alignment",
         Val::U32(ggus::DEFAULT_ALIGNMENT as u32),
     );
-    put("general.file_type", Val::U32(1)); // mostly F16
+    put("general.file_type", Val::U32(general.file_type));
+    if let Some(v) = general.quantization_version {
+        put("general.quantization_version", Val::U32(v));
+    }
 
-    let (rms_eps, rope_base) = match spec.arch {
-        SynthArch::Qwen3 | SynthArch::Qwen3Moe => (1e-6, 1_000_000.0),
-        SynthArch::Llama4 => (1e-5, 500_000.0),
-    };
     put("{a}.vocab_size", Val::U32(vocab.len() as u32));
-    put("{a}.context_length", Val::U32(spec.context_length));
-    put("{a}.embedding_length", Val::U32(spec.n_embd));
-    put("{a}.block_count", Val::U32(spec.n_layer));
-    put("{a}.feed_forward_length", Val::U32(spec.n_ff));
-    put("{a}.attention.head_count", Val::U32(spec.n_head));
-    put("{a}.attention.head_count_kv", Val::U32(spec.n_head_kv));
-    put("{a}.attention.key_length", Val::U32(spec.head_dim));
-    put("{a}.attention.value_length", Val::U32(spec.head_dim));
-    put("{a}.attention.layer_norm_rms_epsilon", Val::F32(rms_eps));
-    put("{a}.rope.freq_base", Val::F32(rope_base));
-    put("{a}.rope.dimension_count", Val::U32(spec.head_dim));
-    if spec.arch.is_moe() {
-        put("{a}.expert_count", Val::U32(spec.n_expert));
-        put("{a}.expert_used_count", Val::U32(spec.n_expert_used));
-        put("{a}.expert_feed_forward_length", Val::U32(spec.n_ff));
+    put("{a}.context_length", Val::U32(h.context_length));
+    put("{a}.embedding_length", Val::U32(h.n_embd));
+    put("{a}.block_count", Val::U32(h.n_layer));
+    put("{a}.feed_forward_length", Val::U32(h.n_ff));
+    put("{a}.attention.head_count", Val::U32(h.n_head));
+    put("{a}.attention.head_count_kv", Val::U32(h.n_head_kv));
+    put("{a}.attention.key_length", Val::U32(h.head_dim));
+    put("{a}.attention.value_length", Val::U32(h.head_dim));
+    put("{a}.attention.layer_norm_rms_epsilon", Val::F32(h.rms_eps));
+    put("{a}.rope.freq_base", Val::F32(h.rope_freq_base));
+    put("{a}.rope.dimension_count", Val::U32(h.head_dim));
+    if h.arch.is_moe() {
+        put("{a}.expert_count", Val::U32(h.n_expert));
+        put("{a}.expert_used_count", Val::U32(h.n_expert_used));
+        put("{a}.expert_feed_forward_length", Val::U32(h.n_ff_exp));
     }
-    if spec.arch == SynthArch::Llama4 {
-        put(
-            "{a}.interleave_moe_layer_step",
-            Val::U32(LLAMA4_MOE_LAYER_STEP),
-        );
-        put("{a}.expert_shared_count", Val::U32(1));
+    if h.arch == SynthArch::Llama4 {
+        put("{a}.interleave_moe_layer_step", Val::U32(h.moe_layer_step));
+        if let Some(n) = h.expert_shared_count {
+            put("{a}.expert_shared_count", Val::U32(n));
+        }
     }
 
-    let template = spec.chat_template.clone().unwrap_or(vocab.chat_template);
+    let template = general.chat_template.unwrap_or(vocab.chat_template);
     put("tokenizer.ggml.model", Val::Str("gpt2".into()));
     put("tokenizer.ggml.pre", Val::Str(vocab.pre.into()));
     put("tokenizer.ggml.tokens", Val::StrArr(vocab.tokens));
@@ -510,8 +631,21 @@ pub fn write_gguf(spec: &SynthSpec, path: &Path) -> Result<()> {
     let vocab = vocab::build(spec.arch, &spec.vocab)?;
     let zero_ids = Rc::new(vocab.head_zero_ids());
     let tensors = plan(spec, vocab.len() as u64);
-    let kv = metadata(spec, vocab);
+    let general = General {
+        name: format!("edge synthetic {}", spec.arch),
+        file_type: 1, // mostly F16
+        quantization_version: None,
+        chat_template: spec.chat_template.clone(),
+    };
+    let kv = metadata(&spec.hparams(), general, vocab);
+    write_atomically(path, |tmp| {
+        write_file(tmp, spec.seed, kv, tensors, zero_ids)
+    })
+}
 
+/// Runs `write` on a temporary file in `path`'s folder, then renames it to `path`; the
+/// temporary file is removed on failure. Creates the folder if needed.
+fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let file_name = path
         .file_name()
         .with_context(|| format!("{} has no file name", path.display()))?
@@ -529,12 +663,23 @@ pub fn write_gguf(spec: &SynthSpec, path: &Path) -> Result<()> {
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
 
-    let result = write_file(&tmp, spec.seed, kv, tensors, zero_ids)
-        .and_then(|()| fs::rename(&tmp, path).context("renaming the temporary file"));
+    let result =
+        write(&tmp).and_then(|()| fs::rename(&tmp, path).context("renaming the temporary file"));
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result.with_context(|| format!("writing {}", path.display()))
+}
+
+/// Writes the header and the metadata key-values.
+fn write_kv<W: Write>(out: W, n_tensors: usize, kv: &[(String, Val)]) -> Result<GGufFileWriter<W>> {
+    let header = GGufFileHeader::new(3, n_tensors as u64, kv.len() as u64);
+    let mut w = GGufFileWriter::new(out, header)?;
+    for (key, val) in kv {
+        let (ty, bytes) = val.encode();
+        w.write_meta_kv(key, ty, &bytes)?;
+    }
+    Ok(w)
 }
 
 fn write_file(
@@ -546,12 +691,7 @@ fn write_file(
 ) -> Result<()> {
     let file = File::create(tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
-    let header = GGufFileHeader::new(3, tensors.len() as u64, kv.len() as u64);
-    let mut w = GGufFileWriter::new(&mut out, header)?;
-    for (key, val) in &kv {
-        let (ty, bytes) = val.encode();
-        w.write_meta_kv(key, ty, &bytes)?;
-    }
+    let w = write_kv(&mut out, tensors.len(), &kv)?;
     drop(kv);
     let mut tw = w.finish::<LazyTensor>(true);
     for t in tensors {

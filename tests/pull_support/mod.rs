@@ -7,7 +7,8 @@
 //!   `Link: <…>; rel="next"` when a repo sets `page_size`;
 //! - `HEAD|GET /{org}/{repo}/resolve/{rev}/{path}` → 302 to `/cdn/…` for LFS files with
 //!   `X-Repo-Commit`, `ETag`, `X-Linked-Etag` (the sha256, quoted), `X-Linked-Size`;
-//! - `GET /cdn/…` → the bytes, with `Range` (206 + `Content-Range`);
+//! - `GET /cdn/…` → the bytes, with `Range` (206 + `Content-Range`), or the whole file
+//!   (200) when the `ignore_range` fault is set;
 //! - errors as the Hub sends them: 401 (`X-Error-Code: RepoNotFound` without a token,
 //!   `GatedRepo`), 403, 404 (`RepoNotFound`, `RevisionNotFound`, `EntryNotFound`).
 //!
@@ -126,6 +127,8 @@ pub struct Faults {
     pub cdn_errors: Option<(u16, u32)>,
     /// The first `n` CDN responses stop sending after `after` bytes (and hang).
     pub stall: Option<(u64, u32)>,
+    /// The CDN ignores `Range` and always answers 200 with the whole file.
+    pub ignore_range: bool,
 }
 
 #[derive(Default)]
@@ -135,6 +138,8 @@ pub struct Stats {
     pub api_requests: AtomicU64,
     pub resolve_requests: AtomicU64,
     pub log: Mutex<Vec<String>>,
+    /// The `Range` header of every CDN GET (`-` when there was none).
+    pub ranges: Mutex<Vec<String>>,
 }
 
 struct Inner {
@@ -212,6 +217,11 @@ impl FakeHub {
 
     pub fn log(&self) -> Vec<String> {
         self.inner.stats.log.lock().unwrap().clone()
+    }
+
+    /// The `Range` headers of the CDN GETs so far (`-` for none).
+    pub fn ranges(&self) -> Vec<String> {
+        self.inner.stats.ranges.lock().unwrap().clone()
     }
 }
 
@@ -636,7 +646,20 @@ fn cdn(
     let len = data.len() as u64;
     let head = req.method == "HEAD";
     let etag = format!("\"{}\"", file.sha256);
-    let (status, start, end) = match req.header("range") {
+    if !head {
+        inner
+            .stats
+            .ranges
+            .lock()
+            .unwrap()
+            .push(req.header("range").unwrap_or("-").to_string());
+    }
+    let range = if faults.ignore_range {
+        None
+    } else {
+        req.header("range")
+    };
+    let (status, start, end) = match range {
         Some(r) => match parse_range(r, len) {
             Some((a, b)) => (206, a, b + 1),
             None => {
@@ -653,7 +676,10 @@ fn cdn(
     };
     let mut headers = vec![
         ("Content-Length", (end - start).to_string()),
-        ("Accept-Ranges", "bytes".to_string()),
+        (
+            "Accept-Ranges",
+            if faults.ignore_range { "none" } else { "bytes" }.to_string(),
+        ),
         ("ETag", etag),
         ("Content-Type", "application/octet-stream".into()),
     ];

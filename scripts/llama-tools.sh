@@ -1,0 +1,69 @@
+# Sourced by the bench scripts: builds llama.cpp's own tools (llama-bench,
+# llama-quantize, …) from the same llama.cpp source that llama-cpp-sys-2 bundles, in a
+# scratch folder outside the repo. llama-cpp-sys-2's crate ships llama.cpp's library
+# sources but not its tools/, so those come from the llama-cpp-python sdist on PyPI,
+# whose vendored llama.cpp is the same revision.
+#
+#   . scripts/llama-tools.sh
+#   llama_tools llama-quantize llama-perplexity   # builds what is missing; sets LLAMA_BIN
+#
+# Env: EDGE_BENCH_DIR (scratch, default ~/.cache/edge-bench), EDGE_LLAMA_SDIST (a local
+# llama_cpp_python-0.3.36.tar.gz, to skip the download), EDGE_BENCH_JOBS (build jobs,
+# default: all cores).
+
+LLAMA_SYS_VER=0.1.161
+LLAMA_SDIST_VER=0.3.36
+LLAMA_SDIST_SHA=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
+SCRATCH="${EDGE_BENCH_DIR:-$HOME/.cache/edge-bench}"
+LLAMA_BIN="$SCRATCH/build/bin"
+
+# The llama.cpp copy (library from the crate, tools from the sdist) and its CMake
+# configuration, made once; a stamp records which llama-cpp-sys-2 it came from.
+llama_tools_source() {
+  mkdir -p "$SCRATCH"
+  local stamp="$SCRATCH/llama.cpp/.edge-llama-cpp-sys-2"
+  if [ -d "$SCRATCH/llama.cpp/tools" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$LLAMA_SYS_VER" ]; then
+    return 0
+  fi
+  local src
+  src="$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/llama-cpp-sys-2-$LLAMA_SYS_VER/llama.cpp 2>/dev/null | head -1)"
+  [ -d "$src" ] || { echo "llama-cpp-sys-2 $LLAMA_SYS_VER source not found; run cargo build first" >&2; return 1; }
+  echo "llama-tools: copying llama.cpp from llama-cpp-sys-2 $LLAMA_SYS_VER"
+  rm -rf "$SCRATCH/llama.cpp" "$SCRATCH/build" && cp -r "$src" "$SCRATCH/llama.cpp"
+  local sdist="${EDGE_LLAMA_SDIST:-$SCRATCH/llama_cpp_python-$LLAMA_SDIST_VER.tar.gz}"
+  if [ ! -f "$sdist" ]; then
+    python3 -m pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$LLAMA_SDIST_VER" -d "$SCRATCH"
+    sdist="$SCRATCH/llama_cpp_python-$LLAMA_SDIST_VER.tar.gz"
+  fi
+  echo "$LLAMA_SDIST_SHA  $sdist" | sha256sum --quiet -c - \
+    || { echo "llama-tools: sha256 mismatch for $sdist" >&2; return 1; }
+  rm -rf "$SCRATCH/llama_cpp_python-$LLAMA_SDIST_VER"
+  tar xzf "$sdist" -C "$SCRATCH" "llama_cpp_python-$LLAMA_SDIST_VER/vendor/llama.cpp/tools"
+  rm -rf "$SCRATCH/llama.cpp/tools"
+  cp -r "$SCRATCH/llama_cpp_python-$LLAMA_SDIST_VER/vendor/llama.cpp/tools" "$SCRATCH/llama.cpp/tools"
+  echo "$LLAMA_SYS_VER" > "$stamp"
+}
+
+# Builds the named targets (llama-bench, llama-quantize, llama-imatrix, llama-perplexity,
+# llama-gguf-split, …) that are not built yet.
+llama_tools() {
+  llama_tools_source || return 1
+  if [ ! -f "$SCRATCH/build/CMakeCache.txt" ]; then
+    # Same CPU flags as edge's default build (.cargo/config.toml) and OpenMP, as
+    # llama-cpp-sys-2 builds it.
+    cmake -S "$SCRATCH/llama.cpp" -B "$SCRATCH/build" -DCMAKE_BUILD_TYPE=Release \
+      -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON \
+      -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_OPENMP=ON -DGGML_CCACHE=OFF \
+      -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_BUILD_MTMD=OFF \
+      -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+      -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF >/dev/null || return 1
+  fi
+  local missing=() t
+  for t in "$@"; do
+    [ -x "$LLAMA_BIN/$t" ] || missing+=("$t")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "llama-tools: building ${missing[*]} (several minutes the first time)"
+    cmake --build "$SCRATCH/build" -j"${EDGE_BENCH_JOBS:-$(nproc)}" --target "${missing[@]}" >/dev/null || return 1
+  fi
+}

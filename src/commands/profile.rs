@@ -1,0 +1,863 @@
+//! `edge profile list | show NAME | detect | calibrate`: the device profiles the planner
+//! plans for. `detect` describes this machine; `calibrate` measures it (memory and SSD
+//! bandwidth, decode cost per token) and saves the user profile `this-machine`.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context, Result};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::commands::bench::{run_test, TestParams};
+use crate::engine::{default_threads, LoadOptions, Model};
+use crate::gguf_info::GgufFile;
+use crate::planner::{plan as plan_model, ModelShape, PlanRequest};
+use crate::profile::calibrate::{
+    fit_decode, measure_mem_bandwidth, measure_ssd, DecodeSample, Fit, SsdResult,
+};
+use crate::profile::detect::{
+    default_efficiency, detect, detect_hardware, load_this_machine, same_machine, Detection,
+    THIS_MACHINE,
+};
+use crate::profile::{
+    all_profiles, find_profile, user_profile_dir, DeviceProfile, GpuSpec, ProfileOrigin, SsdSpec,
+};
+use crate::synth::{write_gguf, SynthArch, SynthSpec};
+use crate::term::human_bytes;
+
+#[derive(Debug, clap::Args)]
+pub struct ProfileArgs {
+    #[command(subcommand)]
+    pub command: ProfileCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ProfileCommand {
+    /// List the shipped and user profiles (user ones shadow shipped ones of the same name).
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one profile.
+    Show {
+        /// Profile name (see `edge profile list`).
+        name: String,
+        /// Print the profile as JSON.
+        #[arg(long, conflicts_with = "toml")]
+        json: bool,
+        /// Print the profile as TOML (a starting point for your own).
+        #[arg(long)]
+        toml: bool,
+    },
+    /// Describe this machine: RAM, cores, CPU, GPUs (with free memory), bandwidths.
+    Detect {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure this machine and save it as the user profile `this-machine`.
+    Calibrate(CalibrateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CalibrateArgs {
+    /// A GGUF (path or model name) to time decoding on; repeatable. Default: SmolLM2-135M
+    /// from target/test-data or the store, when there. Synthetic models are always added.
+    #[arg(long = "model", value_name = "PATH")]
+    pub models: Vec<String>,
+    /// Small buffers and few tokens: seconds instead of about a minute, less precise.
+    #[arg(long)]
+    pub quick: bool,
+    /// CPU threads (default: physical cores, as `edge run` and `edge bench`).
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: Option<u32>,
+    /// Print the saved profile and the measurements as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: ProfileArgs, verbose: bool) -> Result<ExitCode> {
+    match args.command {
+        ProfileCommand::List { json } => list(json),
+        ProfileCommand::Show { name, json, toml } => show(&name, json, toml),
+        ProfileCommand::Detect { json } => detect_cmd(json),
+        ProfileCommand::Calibrate(a) => calibrate(a, verbose),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// list / show / detect
+
+fn list(json: bool) -> Result<ExitCode> {
+    let dir = user_profile_dir();
+    let profiles = all_profiles(dir.as_deref())?;
+    if json {
+        let rows: Vec<_> = profiles
+            .iter()
+            .map(|p| {
+                json!({
+                    "name": p.name,
+                    "origin": p.origin,
+                    "backend": p.backend,
+                    "vram_bytes": p.vram_bytes(),
+                    "ram_bytes": p.memory.ram_bytes,
+                    "unified": p.memory.unified,
+                    "description": p.description,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<[String; 6]> = profiles
+        .iter()
+        .map(|p| {
+            [
+                p.name.clone(),
+                origin_label(p.origin).to_string(),
+                p.backend.clone(),
+                vram_label(p),
+                human_bytes(p.memory.ram_bytes),
+                p.description.clone(),
+            ]
+        })
+        .collect();
+    print_table(
+        &["NAME", "ORIGIN", "BACKEND", "VRAM", "RAM", "DESCRIPTION"],
+        &rows,
+    );
+    if let Some(d) = dir {
+        println!("\nuser profiles: {}", d.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn origin_label(o: ProfileOrigin) -> &'static str {
+    match o {
+        ProfileOrigin::Builtin => "builtin",
+        ProfileOrigin::User => "user",
+        ProfileOrigin::Detected => "detected",
+    }
+}
+
+fn vram_label(p: &DeviceProfile) -> String {
+    if p.memory.unified {
+        "unified".into()
+    } else if p.gpus.is_empty() {
+        "-".into()
+    } else {
+        human_bytes(p.vram_bytes())
+    }
+}
+
+fn show(name: &str, json: bool, toml: bool) -> Result<ExitCode> {
+    let dir = user_profile_dir();
+    let p = find_profile(name, dir.as_deref())?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&p)?);
+    } else if toml {
+        print!("{}", p.to_toml());
+    } else {
+        print_summary(&p);
+        if p.origin == ProfileOrigin::User {
+            if let Some(d) = &dir {
+                let f = d.join(format!("{name}.toml"));
+                if f.exists() {
+                    println!("  file          {}", f.display());
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `272 GB/s`, `1.5 GB/s`, `0.45 GB/s`.
+fn gbs(v: f64) -> String {
+    let s = format!("{v:.2}");
+    format!("{} GB/s", s.trim_end_matches('0').trim_end_matches('.'))
+}
+
+fn print_summary(p: &DeviceProfile) {
+    println!("{} ({})", p.name, origin_label(p.origin));
+    println!("  {}", p.description);
+    println!("  backend       {}", p.backend);
+    let m = &p.memory;
+    let mut mem = format!(
+        "{} RAM, {} kept for the OS",
+        human_bytes(m.ram_bytes),
+        human_bytes(m.os_reserve_bytes)
+    );
+    if m.unified {
+        mem.push_str(&format!(
+            "; unified, the GPU may use {:.0} %",
+            m.gpu_working_set_fraction * 100.0
+        ));
+    }
+    println!("  memory        {mem}");
+    for (i, g) in p.gpus.iter().enumerate() {
+        let vram = if m.unified {
+            "shared memory".to_string()
+        } else {
+            format!("{} VRAM", human_bytes(g.vram_bytes))
+        };
+        let mut line = format!(
+            "{}: {vram}, {}, {} TFLOPS FP16",
+            g.name,
+            gbs(g.bandwidth_gbs),
+            g.fp16_tflops
+        );
+        if g.h2d_pinned_gbs > 0.0 || g.h2d_pageable_gbs > 0.0 {
+            line.push_str(&format!(
+                ", host->GPU {} pinned / {} pageable",
+                gbs(g.h2d_pinned_gbs),
+                gbs(g.h2d_pageable_gbs)
+            ));
+        }
+        println!("  gpu {i:<9} {line}");
+    }
+    let c = &p.cpu;
+    println!(
+        "  cpu           {}: {} cores{}, {} memory read, {:.0} GFLOPS matmul",
+        c.model,
+        c.cores,
+        if c.isa.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", c.isa.join(" "))
+        },
+        gbs(c.mem_bandwidth_gbs),
+        c.matmul_gflops
+    );
+    println!(
+        "  ssd           {} sequential, {} random (2 MB reads)",
+        gbs(p.ssd.seq_read_gbs),
+        gbs(p.ssd.rand_read_gbs)
+    );
+    let e = &p.efficiency;
+    println!(
+        "  efficiency    bandwidth GPU {:.2} CPU {:.2}; compute GPU {:.2} CPU {:.2}",
+        e.gpu_bandwidth, e.cpu_bandwidth, e.gpu_compute, e.cpu_compute
+    );
+    println!(
+        "  overheads     {:.3} ms per token, {:.4} ms per layer, {:.2} ms per GPU<->CPU sync",
+        e.token_overhead_ms, e.layer_overhead_ms, e.sync_ms
+    );
+}
+
+fn detect_cmd(json: bool) -> Result<ExitCode> {
+    let d = detect()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&detection_json(&d))?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_summary(&d.profile);
+    if let Some(a) = d.ram_available_bytes {
+        println!("  ram free      {}", human_bytes(a));
+    }
+    for g in &d.gpus {
+        println!(
+            "  {:<13} {} ({}): {} free of {}{}",
+            g.device,
+            g.description,
+            g.backend,
+            human_bytes(g.memory_free_bytes),
+            human_bytes(g.memory_total_bytes),
+            g.figures_from
+                .as_ref()
+                .map(|n| format!("; bandwidth from the shipped profile {n}"))
+                .unwrap_or_default()
+        );
+    }
+    if d.gpus.is_empty() {
+        println!("  gpus          none (llama.cpp sees only the CPU)");
+    }
+    match &d.calibration {
+        Some(p) => println!("  calibration   {}", p.display()),
+        None => println!("  calibration   none"),
+    }
+    for n in &d.notes {
+        eprintln!("note: {n}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn detection_json(d: &Detection) -> serde_json::Value {
+    json!({
+        "profile": d.profile,
+        "origin": d.profile.origin,
+        "calibrated": d.calibration.is_some(),
+        "calibration": d.calibration,
+        "ram_available_bytes": d.ram_available_bytes,
+        "gpus": d.gpus,
+        "notes": d.notes,
+    })
+}
+
+fn print_table<const N: usize>(head: &[&str; N], rows: &[[String; N]]) {
+    let mut width = [0usize; N];
+    for (i, h) in head.iter().enumerate() {
+        width[i] = h.len();
+    }
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            width[i] = width[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == N {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = width[i]));
+            }
+        }
+        println!("{}", s.trim_end());
+    };
+    line(head.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// calibrate
+
+/// How much work each measurement does.
+struct Workload {
+    mem_bytes: usize,
+    mem_reps: usize,
+    ssd_bytes: u64,
+    ssd_random_reads: usize,
+    n_gen: u32,
+    gen_reps: u32,
+    n_prompt: u32,
+    wide_synth: bool,
+}
+
+impl Workload {
+    fn new(quick: bool) -> Workload {
+        if quick {
+            Workload {
+                mem_bytes: 256 << 20,
+                mem_reps: 3,
+                ssd_bytes: 64 << 20,
+                ssd_random_reads: 16,
+                n_gen: 32,
+                gen_reps: 2,
+                n_prompt: 32,
+                wide_synth: false,
+            }
+        } else {
+            Workload {
+                mem_bytes: 1 << 30,
+                mem_reps: 3,
+                ssd_bytes: 512 << 20,
+                ssd_random_reads: 64,
+                n_gen: 128,
+                gen_reps: 3,
+                n_prompt: 128,
+                wide_synth: true,
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct ModelRun {
+    label: String,
+    path: PathBuf,
+    architecture: String,
+    n_layer: u64,
+    /// `planner::decode_read_bytes`: weight bytes one token reads.
+    read_bytes: u64,
+    /// What the planner charges for one token's reads (weights and KV cache) at the
+    /// measured memory bandwidth, efficiency 1, ms.
+    read_ms: f64,
+    n_gen: u32,
+    measured_ms: f64,
+    measured_tok_s: f64,
+    predicted_tok_s: f64,
+    error_pct: f64,
+}
+
+fn progress(msg: &str) {
+    eprintln!("calibrate: {msg}");
+}
+
+fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
+    let dir = user_profile_dir().ok_or_else(|| {
+        anyhow!("cannot find a config directory for user profiles; set EDGE_HOME")
+    })?;
+    let work = Workload::new(args.quick);
+    let hw = detect_hardware()?;
+    let threads = args.threads.unwrap_or_else(default_threads);
+    let mut notes: Vec<String> = Vec::new();
+    // A previous calibration of this machine keeps what this run does not measure.
+    let previous = match load_this_machine() {
+        Ok(Some((p, _))) if same_machine(&p, &hw.profile) => Some(p),
+        Ok(_) => None,
+        Err(e) => {
+            notes.push(format!(
+                "the previous calibration is unreadable and is replaced ({e})"
+            ));
+            None
+        }
+    };
+
+    // (a) memory read bandwidth
+    let mem_bytes = match hw.ram_available_bytes {
+        Some(avail) => work.mem_bytes.min((avail / 4) as usize).max(16 << 20),
+        None => work.mem_bytes,
+    };
+    progress(&format!(
+        "memory read bandwidth: {} threads over {}, best of {}",
+        threads,
+        human_bytes(mem_bytes as u64),
+        work.mem_reps
+    ));
+    let mem_gbs = measure_mem_bandwidth(threads as usize, mem_bytes, work.mem_reps);
+    progress(&format!("  {mem_gbs:.2} GB/s"));
+
+    // (b) SSD, on the model store's filesystem
+    let store_dir = crate::hub::store::Store::open()?.root().to_path_buf();
+    progress(&format!(
+        "SSD read: {} file in {}",
+        human_bytes(work.ssd_bytes),
+        store_dir.display()
+    ));
+    let ssd = match measure_ssd(&store_dir, work.ssd_bytes, work.ssd_random_reads) {
+        Ok(Ok(r)) => {
+            progress(&format!(
+                "  {:.2} GB/s sequential, {:.2} GB/s random 2 MiB reads{}",
+                r.seq_read_gbs,
+                r.rand_read_gbs,
+                if r.cache_dropped {
+                    ""
+                } else {
+                    " (page cache not dropped: may be optimistic)"
+                }
+            ));
+            if !r.cache_dropped {
+                notes.push("the SSD figures may include the page cache (it could not be dropped on this system)".into());
+            }
+            Some(r)
+        }
+        Ok(Err(skip)) => {
+            notes.push(format!("SSD not measured: {skip}"));
+            progress(&format!("  skipped: {skip}"));
+            None
+        }
+        Err(e) => {
+            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            let why = chain.join(": ");
+            notes.push(format!("SSD not measured: {why}"));
+            progress(&format!("  skipped: {why}"));
+            None
+        }
+    };
+
+    // (c) decode time per token on several models
+    let synth_dir = tempfile::Builder::new()
+        .prefix("edge-calibrate-")
+        .tempdir()
+        .context("creating a temporary directory for synthetic models")?;
+    let mut models = real_models(&args.models, &mut notes)?;
+    let n_real = models.len();
+    for (label, spec) in synth_specs(work.wide_synth) {
+        let path = synth_dir.path().join(format!("{label}.gguf"));
+        write_gguf(&spec, &path).with_context(|| format!("writing the synthetic model {label}"))?;
+        models.push((format!("synth {label}"), path));
+    }
+    let mut runs = Vec::new();
+    let mut shapes = Vec::new();
+    let mut prefill_gflops = None;
+    for (i, (label, path)) in models.iter().enumerate() {
+        progress(&format!("decode: {label} ({} tokens)", work.n_gen));
+        let gguf = GgufFile::open(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        let read_bytes = crate::planner::decode_read_bytes(&gguf);
+        let shape = ModelShape::from_gguf(&gguf).ok();
+        let ctx = u64::from(work.n_gen);
+        let (n_layer, read_ms) = match &shape {
+            Some(s) => {
+                // The planner with efficiency 1 and no overheads: only the reads remain.
+                let mut unit = hw.profile.clone();
+                unit.gpus.clear();
+                unit.cpu.mem_bandwidth_gbs = mem_gbs;
+                unit.efficiency.cpu_bandwidth = 1.0;
+                unit.efficiency.token_overhead_ms = 0.0;
+                unit.efficiency.layer_overhead_ms = 0.0;
+                (
+                    u64::from(s.n_layer),
+                    1e3 / planner_decode_tok_s(s, &unit, ctx),
+                )
+            }
+            None => (
+                gguf.arch_u64("block_count").unwrap_or(0),
+                read_bytes as f64 / (mem_gbs * 1e9) * 1e3,
+            ),
+        };
+        let model = Model::load(
+            path,
+            &LoadOptions {
+                verbose,
+                progress: false,
+            },
+        )?;
+        let samples = run_test(
+            &model,
+            &TestParams {
+                n_prompt: 0,
+                n_gen: work.n_gen,
+                batch_size: 2048,
+                ubatch_size: 512,
+                threads,
+                repetitions: work.gen_reps,
+            },
+            verbose,
+        )?;
+        let mean_ns = samples.iter().sum::<u64>() as f64 / samples.len().max(1) as f64;
+        let ms = mean_ns / 1e6 / f64::from(work.n_gen);
+        progress(&format!("  {:.1} tok/s ({ms:.3} ms/token)", 1e3 / ms));
+        if i == 0 && n_real > 0 {
+            // Prefill on the first real model gives the CPU matmul rate.
+            let pp = run_test(
+                &model,
+                &TestParams {
+                    n_prompt: work.n_prompt,
+                    n_gen: 0,
+                    batch_size: 2048,
+                    ubatch_size: 512,
+                    threads,
+                    repetitions: 1,
+                },
+                verbose,
+            )?;
+            let secs = pp.iter().sum::<u64>() as f64 / 1e9 / pp.len().max(1) as f64;
+            let tok_s = f64::from(work.n_prompt) / secs;
+            let gflops = 2.0 * model.llama.n_params() as f64 * tok_s / 1e9;
+            progress(&format!(
+                "  prefill {tok_s:.1} tok/s = {gflops:.1} GFLOPS achieved"
+            ));
+            prefill_gflops = Some((label.clone(), tok_s, gflops));
+        }
+        shapes.push(shape);
+        runs.push(ModelRun {
+            label: label.clone(),
+            path: path.clone(),
+            architecture: gguf.architecture().unwrap_or("?").to_string(),
+            n_layer,
+            read_bytes,
+            read_ms,
+            n_gen: work.n_gen,
+            measured_ms: ms,
+            measured_tok_s: 1e3 / ms,
+            predicted_tok_s: 0.0,
+            error_pct: 0.0,
+        });
+    }
+
+    let samples: Vec<DecodeSample> = runs
+        .iter()
+        .map(|r| DecodeSample {
+            n_layer: r.n_layer,
+            read_ms: r.read_ms,
+            measured_ms: r.measured_ms,
+        })
+        .collect();
+    let fit = fit_decode(&samples);
+    if let Some(n) = &fit.note {
+        notes.push(n.clone());
+    }
+
+    // The profile: detected hardware, measured figures, the previous calibration (or the
+    // defaults) for what was not measured.
+    let mut profile = hw.profile.clone();
+    profile.name = THIS_MACHINE.to_string();
+    profile.origin = ProfileOrigin::User;
+    if let Some(prev) = &previous {
+        profile.ssd = prev.ssd.clone();
+        profile.cpu.matmul_gflops = prev.cpu.matmul_gflops;
+        profile.efficiency = prev.efficiency.clone();
+        for g in &mut profile.gpus {
+            if let Some(s) = prev.gpus.iter().find(|s| s.name == g.name) {
+                *g = GpuSpec {
+                    vram_bytes: g.vram_bytes,
+                    ..s.clone()
+                };
+            }
+        }
+    } else {
+        profile.efficiency = default_efficiency();
+    }
+    profile.cpu.mem_bandwidth_gbs = round3(mem_gbs);
+    if let Some(r) = &ssd {
+        profile.ssd = SsdSpec {
+            seq_read_gbs: round3(r.seq_read_gbs),
+            rand_read_gbs: round3(r.rand_read_gbs),
+        };
+    }
+    if let Some((_, _, gflops)) = &prefill_gflops {
+        // The planner multiplies by cpu_compute: store the peak that gives this rate.
+        profile.cpu.matmul_gflops = round3(gflops / profile.efficiency.cpu_compute);
+    }
+    profile.efficiency.cpu_bandwidth = round4(fit.cpu_bandwidth);
+    profile.efficiency.token_overhead_ms = round4(fit.token_overhead_ms);
+    profile.efficiency.layer_overhead_ms = round4(fit.layer_overhead_ms);
+    profile.description = format!(
+        "This machine, calibrated: {}, {} RAM, {:.1} GB/s",
+        profile.cpu.model,
+        human_bytes(profile.memory.ram_bytes),
+        profile.cpu.mem_bandwidth_gbs
+    );
+    if !hw.gpus.is_empty() {
+        notes.push(
+            "GPU bandwidth and host-to-GPU copies are not measured yet: the GPU figures come from the shipped profile of the same GPU, or defaults".into(),
+        );
+    } else {
+        notes.push("no GPU: GPU bandwidth and host-to-GPU copies not measured".into());
+    }
+    // Predictions by the planner itself, as `edge plan` makes them with this profile.
+    for (r, shape) in runs.iter_mut().zip(&shapes) {
+        r.predicted_tok_s = match shape {
+            Some(s) => planner_decode_tok_s(s, &profile, u64::from(r.n_gen)),
+            None => 1e3 / profile.cpu_decode_ms(r.n_layer, r.read_bytes),
+        };
+        r.error_pct = (r.predicted_tok_s - r.measured_tok_s) / r.measured_tok_s * 100.0;
+    }
+
+    // Validate through the same parser the planner uses, then save.
+    let body = profile.to_toml();
+    DeviceProfile::parse(THIS_MACHINE, &body)
+        .map_err(|e| anyhow!("the calibrated profile is invalid: {e}"))?;
+    let text = format!(
+        "{}{body}",
+        header(&profile, threads, &ssd, &prefill_gflops, &fit)
+    );
+    let path = save_profile(&dir, &text)?;
+
+    if args.json {
+        let out = json!({
+            "path": path,
+            "profile": profile,
+            "measurements": {
+                "threads": threads,
+                "mem_buffer_bytes": mem_bytes,
+                "mem_bandwidth_gbs": mem_gbs,
+                "ssd": ssd,
+                "prefill": prefill_gflops.as_ref().map(|(m, tok_s, g)| json!({"model": m, "tok_s": tok_s, "gflops": g})),
+                "fit": fit,
+                "models": runs,
+            },
+            "notes": notes,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("| model | layers | read/token | measured tok/s | predicted tok/s | error |");
+        println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+        for r in &runs {
+            println!(
+                "| {} | {} | {} | {:.2} | {:.2} | {:+.1} % |",
+                r.label,
+                r.n_layer,
+                human_bytes(r.read_bytes),
+                r.measured_tok_s,
+                r.predicted_tok_s,
+                r.error_pct
+            );
+        }
+        println!();
+        println!(
+            "memory read {:.2} GB/s x efficiency {:.3}; overheads {:.4} ms/token + {:.4} ms/layer",
+            profile.cpu.mem_bandwidth_gbs,
+            profile.efficiency.cpu_bandwidth,
+            profile.efficiency.token_overhead_ms,
+            profile.efficiency.layer_overhead_ms
+        );
+        match &ssd {
+            Some(r) => println!(
+                "ssd {:.2} GB/s sequential, {:.2} GB/s random 2 MiB reads",
+                r.seq_read_gbs, r.rand_read_gbs
+            ),
+            None => println!("ssd not measured"),
+        }
+        println!("saved {}", path.display());
+        for n in &notes {
+            eprintln!("note: {n}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1e3).round() / 1e3
+}
+
+fn round4(v: f64) -> f64 {
+    (v * 1e4).round() / 1e4
+}
+
+fn header(
+    p: &DeviceProfile,
+    threads: u32,
+    ssd: &Option<SsdResult>,
+    prefill: &Option<(String, f64, f64)>,
+    fit: &Fit,
+) -> String {
+    let mut h = String::new();
+    h.push_str(&format!(
+        "# Written by `edge profile calibrate` (edge {}) on {}.\n",
+        env!("CARGO_PKG_VERSION"),
+        today()
+    ));
+    h.push_str("#\n# Sources: measured on this machine.\n");
+    h.push_str(&format!(
+        "# - cpu.mem_bandwidth_gbs: {threads} threads summing a buffer, best of 3.\n"
+    ));
+    match ssd {
+        Some(r) => h.push_str(&format!(
+            "# - ssd: a {} file in {}, page cache dropped: {}; random = {} reads of 2 MiB.\n",
+            human_bytes(r.file_bytes),
+            r.dir.display(),
+            r.cache_dropped,
+            r.rand_reads
+        )),
+        None => h.push_str("# - ssd: not measured (previous calibration or defaults).\n"),
+    }
+    if let Some((m, tok_s, g)) = prefill {
+        h.push_str(&format!(
+            "# - cpu.matmul_gflops: prefill of {m} at {tok_s:.1} tok/s = {g:.1} GFLOPS, divided by cpu_compute {}.\n",
+            p.efficiency.cpu_compute
+        ));
+    }
+    h.push_str(&format!(
+        "# - efficiency.cpu_bandwidth, token_overhead_ms, layer_overhead_ms: fit of\n#   T_tok = token + n_layer * layer + read_bytes / (cpu_bandwidth * mem_bandwidth)\n#   to measured decode times (mean abs error {:.1} %).\n",
+        fit.mean_abs_error_pct
+    ));
+    h.push_str("# - GPU figures: shipped profile of the same GPU or defaults (not measured).\n");
+    h
+}
+
+fn today() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = (secs / 86400) as i64 + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z.rem_euclid(146097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Writes `<dir>/this-machine.toml` through a temporary file and a rename.
+fn save_profile(dir: &Path, text: &str) -> Result<PathBuf> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(format!("{THIS_MACHINE}.toml"));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".this-machine-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .with_context(|| format!("writing in {}", dir.display()))?;
+    tmp.write_all(text.as_bytes())
+        .with_context(|| format!("writing in {}", dir.display()))?;
+    tmp.persist(&path)
+        .map_err(|e| anyhow!("saving {}: {}", path.display(), e.error))?;
+    Ok(path)
+}
+
+/// The real models to time: the ones given, else SmolLM2 from the test data or the store.
+fn real_models(given: &[String], notes: &mut Vec<String>) -> Result<Vec<(String, PathBuf)>> {
+    let mut out = Vec::new();
+    for m in given {
+        let path = crate::resolve::resolve_model(m)?;
+        let label = path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_else(|| m.clone());
+        out.push((label, path));
+    }
+    if !out.is_empty() {
+        return Ok(out);
+    }
+    let test_data = Path::new("target/test-data/smollm2-135m-instruct-q4_1.gguf");
+    if test_data.is_file() {
+        out.push((
+            "smollm2-135m-instruct-q4_1".to_string(),
+            test_data.to_path_buf(),
+        ));
+        return Ok(out);
+    }
+    if let Ok(installed) = crate::hub::installed() {
+        if let Some((m, _)) = installed
+            .iter()
+            .find(|(m, ok)| *ok && m.name.eq_ignore_ascii_case("smollm2-135m"))
+        {
+            out.push((m.id(), m.path.clone()));
+            return Ok(out);
+        }
+    }
+    notes.push(
+        "no real model to time (pass --model, or `edge pull smollm2-135m`): the fit uses synthetic models only".into(),
+    );
+    Ok(out)
+}
+
+/// Synthetic models that give the fit leverage: tiny ones with 2 to 24 layers (per-token
+/// and per-layer overheads), MoE ones (density k/E), and, unless quick, wide ones whose
+/// weights do not fit in the CPU caches (bandwidth).
+fn synth_specs(wide: bool) -> Vec<(String, SynthSpec)> {
+    let mut out = vec![
+        ("qwen3".to_string(), SynthSpec::new(SynthArch::Qwen3)),
+        ("qwen3moe".to_string(), SynthSpec::new(SynthArch::Qwen3Moe)),
+        ("llama4".to_string(), SynthSpec::new(SynthArch::Llama4)),
+    ];
+    let mut deep = SynthSpec::new(SynthArch::Qwen3);
+    deep.n_layer = 12;
+    out.push(("qwen3-12l".to_string(), deep));
+    if wide {
+        let mut deeper = SynthSpec::new(SynthArch::Qwen3);
+        deeper.n_layer = 24;
+        out.push(("qwen3-24l".to_string(), deeper));
+        let mut w = SynthSpec::new(SynthArch::Qwen3);
+        w.n_layer = 8;
+        w.n_embd = 1024;
+        w.n_ff = 4096;
+        w.n_head = 8;
+        w.n_head_kv = 2;
+        w.head_dim = 128;
+        out.push(("qwen3-wide".to_string(), w));
+        let mut wm = SynthSpec::new(SynthArch::Qwen3Moe);
+        wm.n_layer = 4;
+        wm.n_embd = 1024;
+        wm.n_ff = 512;
+        wm.n_expert = 16;
+        wm.n_expert_used = 2;
+        wm.n_head = 8;
+        wm.n_head_kv = 2;
+        wm.head_dim = 128;
+        out.push(("qwen3moe-wide".to_string(), wm));
+    }
+    out
+}
+
+/// The planner's decode prediction for `shape` on `profile`, all on the CPU, tok/s.
+fn planner_decode_tok_s(shape: &ModelShape, profile: &DeviceProfile, ctx: u64) -> f64 {
+    let req = PlanRequest {
+        ctx: Some(ctx.max(1)),
+        vram: Some(0),
+        ram: Some(1 << 50),
+        ..Default::default()
+    };
+    plan_model(shape, profile, &req).predicted.decode_tok_s
+}

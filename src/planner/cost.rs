@@ -1,0 +1,291 @@
+//! Cost model (research §4.2): decode is memory-bound, so a token costs the bytes each
+//! tier reads over that tier's effective bandwidth, plus one GPU<->CPU round trip per
+//! layer with CPU-resident weights, fixed per-token and per-layer overheads, and the
+//! page-cache misses of SSD-resident experts. Prefill is compute-bound, except that
+//! CPU-resident weights are copied to the GPU once per ubatch (only the experts used).
+
+use serde::Serialize;
+
+use super::classify::TensorRole;
+use super::memory::kv_layer_bytes;
+use super::model::ModelShape;
+use super::place::{Plan, Tier};
+use crate::profile::DeviceProfile;
+
+/// Context depth at which decode is predicted: the middle of a 128-token reply to a
+/// fresh prompt, as `edge bench -n 128` measures it.
+pub const DECODE_DEPTH: u64 = 64;
+/// llama.cpp offloads an op on CPU-resident weights to the GPU from this batch size on
+/// (`GGML_OP_OFFLOAD_MIN_BATCH`).
+pub const OP_OFFLOAD_MIN_BATCH: u64 = 32;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CostTerm {
+    pub name: String,
+    pub ms: f64,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Prediction {
+    pub decode_tok_s: f64,
+    pub prefill_tok_s: f64,
+    pub decode_terms: Vec<CostTerm>,
+    pub prefill_terms: Vec<CostTerm>,
+}
+
+/// Bytes per millisecond for a bandwidth in GB/s.
+fn per_ms(gbs: f64) -> f64 {
+    gbs * 1e6
+}
+
+fn term(name: &str, ms: f64, detail: String) -> CostTerm {
+    CostTerm {
+        name: name.to_string(),
+        ms,
+        detail,
+    }
+}
+
+pub fn predict(shape: &ModelShape, profile: &DeviceProfile, plan: &Plan) -> Prediction {
+    let e = &profile.efficiency;
+    let has_gpu = plan.tiers.vram.capacity > 0;
+    // A GPU given only as a --vram budget on a GPU-less profile (an RPC device) runs the
+    // CPU's kernels at the CPU's bandwidth.
+    let (gpu_bw, gpu_eff, gpu_flops, gpu_ceff) = match profile.gpus.first() {
+        Some(g) => (
+            g.bandwidth_gbs,
+            e.gpu_bandwidth,
+            g.fp16_tflops * 1e3,
+            e.gpu_compute,
+        ),
+        None => (
+            profile.cpu.mem_bandwidth_gbs,
+            e.cpu_bandwidth,
+            profile.cpu.matmul_gflops,
+            e.cpu_compute,
+        ),
+    };
+    let cpu_bw = profile.cpu.mem_bandwidth_gbs;
+    let cpu_gflops = profile.cpu.matmul_gflops;
+    let (k, n_exp) = shape.experts.unwrap_or((1, 1));
+    let n_layer = shape.n_layer as usize;
+
+    // ---- decode ----
+    let mut read = [0f64; 3]; // vram, ram, ssd bytes per token
+    let mut layer_has_cpu = vec![false; n_layer];
+    for t in &plan.tensors {
+        let slot = match t.tier {
+            Tier::Vram => 0,
+            Tier::Ram => 1,
+            Tier::Ssd => 2,
+        };
+        read[slot] += t.density * t.bytes as f64;
+        if t.tier != Tier::Vram && t.role != TensorRole::TokenEmbd {
+            if let Some(il) = t.layer {
+                if (il as usize) < n_layer {
+                    layer_has_cpu[il as usize] = true;
+                }
+            }
+        }
+    }
+    let first_gpu_layer = n_layer - plan.llama.n_gpu_layers.saturating_sub(1) as usize;
+    let depth = DECODE_DEPTH.min(plan.ctx);
+    let mut kv_read = [0f64; 2];
+    for il in 0..n_layer {
+        let per_cell = kv_layer_bytes(shape, il, 1, 1, plan.kv_type) as f64
+            / super::memory::kv_cells(shape, il, 1, 1) as f64;
+        let on_gpu = has_gpu && il >= first_gpu_layer;
+        kv_read[if on_gpu { 0 } else { 1 }] += per_cell * depth as f64;
+    }
+    let t_gpu = (read[0] + kv_read[0]) / per_ms(gpu_bw * gpu_eff);
+    let t_cpu = (read[1] + read[2] + kv_read[1]) / per_ms(cpu_bw * e.cpu_bandwidth);
+    let t_ssd = read[2] / per_ms(profile.ssd.rand_read_gbs);
+    let cpu_layers = if has_gpu {
+        layer_has_cpu.iter().filter(|&&c| c).count()
+    } else {
+        n_layer
+    };
+    // Device changes along one token's path: embedding lookup (CPU), per layer the
+    // attention device then the FFN device (CPU when any of its weights are on the CPU),
+    // then the output head. Each change is a synchronisation; a round trip is two.
+    let mut changes = 0usize;
+    if has_gpu {
+        let mut at_gpu = false;
+        let mut step = |gpu: bool| {
+            if gpu != at_gpu {
+                changes += 1;
+                at_gpu = gpu;
+            }
+        };
+        for (il, &cpu) in layer_has_cpu.iter().enumerate() {
+            let layer_on_gpu = il >= first_gpu_layer;
+            step(layer_on_gpu);
+            step(layer_on_gpu && !cpu);
+        }
+        step(plan.llama.n_gpu_layers >= 1);
+    }
+    let t_sync = changes as f64 / 2.0 * e.sync_ms;
+    let t_fixed = e.token_overhead_ms + cpu_layers as f64 * e.layer_overhead_ms;
+    let mut decode_terms = Vec::new();
+    if has_gpu {
+        decode_terms.push(term(
+            "vram reads",
+            t_gpu,
+            format!(
+                "{:.0} MB weights + {:.1} MB KV at {:.0} GB/s x {:.2}",
+                read[0] / 1e6,
+                kv_read[0] / 1e6,
+                gpu_bw,
+                gpu_eff
+            ),
+        ));
+    }
+    decode_terms.push(term(
+        "ram reads",
+        t_cpu,
+        format!(
+            "{:.0} MB weights + {:.1} MB KV at {:.0} GB/s x {:.2}",
+            (read[1] + read[2]) / 1e6,
+            kv_read[1] / 1e6,
+            cpu_bw,
+            e.cpu_bandwidth
+        ),
+    ));
+    if read[2] > 0.0 {
+        decode_terms.push(term(
+            "ssd page faults",
+            t_ssd,
+            format!(
+                "{:.0} MB of expert reads miss the page cache, at {:.1} GB/s",
+                read[2] / 1e6,
+                profile.ssd.rand_read_gbs
+            ),
+        ));
+    }
+    if has_gpu {
+        decode_terms.push(term(
+            "gpu<->cpu syncs",
+            t_sync,
+            format!(
+                "{changes} GPU<->CPU switches x {:.2} ms per round trip",
+                e.sync_ms
+            ),
+        ));
+    }
+    decode_terms.push(term(
+        "overhead",
+        t_fixed,
+        format!(
+            "{:.2} ms per token + {cpu_layers} CPU layers x {:.3} ms",
+            e.token_overhead_ms, e.layer_overhead_ms
+        ),
+    ));
+    let t_tok: f64 = decode_terms.iter().map(|t| t.ms).sum();
+
+    // ---- prefill, per ubatch of U tokens from an empty context ----
+    let u = plan.n_ubatch.min(plan.ctx).max(1) as f64;
+    let touched = 1.0 - (1.0 - k as f64 / n_exp as f64).powf(u);
+    let mut flops = [0f64; 2]; // gpu, cpu
+    let mut upload_bytes = 0f64;
+    let mut cpu_weight_bytes = 0f64;
+    let offload = has_gpu && (u as u64) >= OP_OFFLOAD_MIN_BATCH;
+    for t in &plan.tensors {
+        if t.role == TensorRole::TokenEmbd {
+            continue;
+        }
+        let share = if t.role == TensorRole::RoutedExpert {
+            k as f64 / n_exp as f64
+        } else {
+            1.0
+        };
+        let f = 2.0 * u * t.n_elements as f64 * share;
+        if t.tier == Tier::Vram {
+            flops[0] += f;
+        } else if offload {
+            // Offloaded op: the used part of the weight crosses PCIe, the GPU computes.
+            flops[0] += f;
+            let used = if t.role == TensorRole::RoutedExpert {
+                touched
+            } else {
+                1.0
+            };
+            upload_bytes += used * t.bytes as f64;
+        } else {
+            flops[1] += f;
+            cpu_weight_bytes += t.bytes as f64;
+        }
+    }
+    // Attention scores over the ubatch itself (causal, half the square on average).
+    let attn = 2.0 * u * u * (shape.n_head * (shape.head_dim_k + shape.head_dim_v)) as f64 * 0.5;
+    let attn_total = attn * n_layer as f64;
+    let attn_gpu_share = if has_gpu {
+        (n_layer - first_gpu_layer.min(n_layer)) as f64 / n_layer.max(1) as f64
+    } else {
+        0.0
+    };
+    flops[0] += attn_total * attn_gpu_share;
+    flops[1] += attn_total * (1.0 - attn_gpu_share);
+
+    let mut prefill_terms = Vec::new();
+    if has_gpu {
+        prefill_terms.push(term(
+            "gpu compute",
+            flops[0] / (gpu_flops * gpu_ceff * 1e6),
+            format!(
+                "{:.1} GFLOP per ubatch of {u} at {:.0} GFLOPS x {:.2}",
+                flops[0] / 1e9,
+                gpu_flops,
+                gpu_ceff
+            ),
+        ));
+    }
+    if upload_bytes > 0.0 {
+        let h2d = profile
+            .gpus
+            .first()
+            .map(|g| g.h2d_pageable_gbs)
+            .filter(|&b| b > 0.0)
+            .unwrap_or(cpu_bw * e.cpu_bandwidth);
+        prefill_terms.push(term(
+            "host->gpu copies",
+            upload_bytes / per_ms(h2d),
+            format!(
+                "{:.0} MB of CPU weights ({:.0}% of experts used per ubatch) at {h2d:.1} GB/s",
+                upload_bytes / 1e6,
+                touched * 100.0
+            ),
+        ));
+    }
+    if flops[1] > 0.0 {
+        let compute = flops[1] / (cpu_gflops * e.cpu_compute * 1e6);
+        let memory = cpu_weight_bytes / per_ms(cpu_bw * e.cpu_bandwidth);
+        prefill_terms.push(term(
+            "cpu compute",
+            compute.max(memory),
+            format!(
+                "{:.1} GFLOP per ubatch of {u} at {:.0} GFLOPS x {:.2}",
+                flops[1] / 1e9,
+                cpu_gflops,
+                e.cpu_compute
+            ),
+        ));
+    }
+    prefill_terms.push(term(
+        "overhead",
+        t_fixed,
+        "per-ubatch graph overhead".into(),
+    ));
+    let t_ubatch: f64 = prefill_terms.iter().map(|t| t.ms).sum();
+
+    Prediction {
+        decode_tok_s: if t_tok > 0.0 { 1000.0 / t_tok } else { 0.0 },
+        prefill_tok_s: if t_ubatch > 0.0 {
+            u * 1000.0 / t_ubatch
+        } else {
+            0.0
+        },
+        decode_terms,
+        prefill_terms,
+    }
+}

@@ -1,0 +1,16 @@
+//! The expert-offload planner: from a GGUF's tensor table and a device profile, decide
+//! where every tensor lives (VRAM, RAM, SSD through mmap), the context and KV type, and
+//! predict decode and prefill speed, before anything loads. Pure logic, no llama.cpp:
+//! `plan(shape, profile, request)` is a function of its inputs.
+
+pub mod classify;
+pub mod cost;
+pub mod memory;
+pub mod model;
+pub mod place;
+pub mod report;
+
+pub use classify::{decode_read_bytes, role_of, TensorRole};
+pub use cost::Prediction;
+pub use model::{KvType, ModelShape};
+pub use place::{plan, CpuPin, Pins, Plan, PlanRequest, Tier};

@@ -1,0 +1,257 @@
+//! What the planner needs to know about a model, read from a GGUF header alone:
+//! attention shape (for the KV cache), sliding-window layers, experts, and every
+//! tensor with its role, layer, bytes and read density.
+
+use serde::Serialize;
+
+use super::classify::{decode_density, expert_counts, layer_of, role_of, TensorRole};
+use crate::gguf_info::{GgmlType, GgufFile};
+
+/// One weight tensor as the planner sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlanTensor {
+    pub name: String,
+    pub bytes: u64,
+    /// Elements (for FLOP counts).
+    pub n_elements: u64,
+    pub role: TensorRole,
+    pub layer: Option<u32>,
+    /// Fraction of the bytes read per decoded token.
+    pub density: f64,
+    pub ggml_type: String,
+}
+
+/// The model facts planning depends on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelShape {
+    pub architecture: String,
+    pub n_layer: u32,
+    pub n_embd: u64,
+    pub n_head: u64,
+    /// KV heads per layer (GQA); llama.cpp allows a per-layer array.
+    pub n_head_kv: Vec<u64>,
+    pub head_dim_k: u64,
+    pub head_dim_v: u64,
+    pub n_vocab: u64,
+    pub n_ctx_train: u64,
+    /// Width of the dense FFN layers (0 when every layer is MoE).
+    pub n_ff_dense: u64,
+    /// Width of one routed expert (0 for dense models).
+    pub n_ff_exp: u64,
+    /// Width of the shared expert (0 when there is none).
+    pub n_ff_shexp: u64,
+    /// (active, total) routed experts.
+    pub experts: Option<(u64, u64)>,
+    /// Sliding-window (or chunked) attention: window and which layers use it.
+    pub swa_window: Option<u64>,
+    pub swa_layers: Vec<bool>,
+    /// The output head is token_embd itself (tied); llama.cpp then duplicates it for
+    /// a GPU output layer.
+    pub tied_output: bool,
+    pub tensors: Vec<PlanTensor>,
+    /// Size of the GGUF file(s) on disk, for the SSD tier.
+    pub file_bytes: u64,
+}
+
+impl ModelShape {
+    pub fn from_gguf(gguf: &GgufFile) -> Result<Self, String> {
+        let arch = gguf
+            .architecture()
+            .ok_or("no general.architecture in the GGUF")?
+            .to_string();
+        let need = |suffix: &str| {
+            gguf.arch_u64(suffix)
+                .ok_or_else(|| format!("missing {arch}.{suffix} in the GGUF metadata"))
+        };
+        let n_layer = need("block_count")? as u32;
+        let n_embd = need("embedding_length")?;
+        let n_head = need("attention.head_count")?;
+        if n_layer == 0 || n_embd == 0 || n_head == 0 {
+            return Err("block_count, embedding_length and head_count must be positive".into());
+        }
+        let key_kv = format!("{arch}.attention.head_count_kv");
+        let n_head_kv: Vec<u64> = match gguf.get(&key_kv) {
+            Some(crate::gguf_info::MetaValue::Array {
+                values: Some(items),
+                ..
+            }) => items.iter().filter_map(|v| v.as_u64()).collect(),
+            Some(v) => vec![v.as_u64().unwrap_or(n_head); n_layer as usize],
+            None => vec![n_head; n_layer as usize],
+        };
+        if n_head_kv.len() != n_layer as usize {
+            return Err(format!(
+                "{key_kv} has {} entries for {n_layer} layers",
+                n_head_kv.len()
+            ));
+        }
+        let head_dim_k = gguf
+            .arch_u64("attention.key_length")
+            .unwrap_or(n_embd / n_head);
+        let head_dim_v = gguf
+            .arch_u64("attention.value_length")
+            .unwrap_or(n_embd / n_head);
+        let n_vocab = gguf
+            .arch_u64("vocab_size")
+            .or_else(|| gguf.array_len("tokenizer.ggml.tokens"))
+            .unwrap_or(0);
+        let n_ctx_train = gguf.arch_u64("context_length").unwrap_or(4096);
+        let experts = expert_counts(gguf);
+
+        let mut tensors = Vec::with_capacity(gguf.tensors.len());
+        for t in &gguf.tensors {
+            let role = role_of(&t.name);
+            tensors.push(PlanTensor {
+                name: t.name.clone(),
+                bytes: t.bytes,
+                n_elements: t.n_elements(),
+                role,
+                layer: layer_of(&t.name),
+                density: decode_density(t, role, experts),
+                ggml_type: t.ggml_type.name().to_string(),
+            });
+        }
+        let tied_output = !tensors.iter().any(|t| t.name == "output.weight");
+
+        // FFN widths from the tensors themselves ([n_embd, n_ff] up projections), which
+        // also tells whether any layer is dense.
+        let width = |suffix: &str| {
+            gguf.tensors
+                .iter()
+                .filter(|t| t.name.ends_with(suffix))
+                .filter_map(|t| t.dims.get(1).copied())
+                .max()
+                .unwrap_or(0)
+        };
+        let n_ff_dense = width(".ffn_up.weight");
+        let n_ff_exp = if experts.is_some() {
+            width(".ffn_up_exps.weight").max(width(".ffn_gate_up_exps.weight") / 2)
+        } else {
+            0
+        };
+        let n_ff_shexp = width(".ffn_up_shexp.weight");
+
+        let (swa_window, swa_layers) = sliding_window(gguf, &arch, n_layer);
+        Ok(ModelShape {
+            architecture: arch,
+            n_layer,
+            n_embd,
+            n_head,
+            n_head_kv,
+            head_dim_k,
+            head_dim_v,
+            n_vocab,
+            n_ctx_train,
+            n_ff_dense,
+            n_ff_exp,
+            n_ff_shexp,
+            experts,
+            swa_window,
+            swa_layers,
+            tied_output,
+            tensors,
+            file_bytes: gguf.file_size.max(gguf.data_offset + total_bytes(gguf)),
+        })
+    }
+
+    pub fn weight_bytes(&self) -> u64 {
+        self.tensors.iter().map(|t| t.bytes).sum()
+    }
+
+    pub fn is_moe(&self) -> bool {
+        self.experts.is_some()
+            && self
+                .tensors
+                .iter()
+                .any(|t| t.role == TensorRole::RoutedExpert)
+    }
+
+    /// Bytes of the token embedding (the output head when tied).
+    pub fn token_embd_bytes(&self) -> u64 {
+        self.tensors
+            .iter()
+            .filter(|t| t.role == TensorRole::TokenEmbd)
+            .map(|t| t.bytes)
+            .sum()
+    }
+}
+
+fn total_bytes(gguf: &GgufFile) -> u64 {
+    gguf.tensors.iter().map(|t| t.bytes).sum()
+}
+
+/// Which layers use sliding-window / chunked attention, as llama.cpp decides it.
+fn sliding_window(gguf: &GgufFile, arch: &str, n_layer: u32) -> (Option<u64>, Vec<bool>) {
+    let none = (None, vec![false; n_layer as usize]);
+    let window = gguf.arch_u64("attention.sliding_window");
+    let pattern_key = format!("{arch}.attention.sliding_window_pattern");
+    let pattern = |default: u64| -> Vec<bool> {
+        match gguf.get(&pattern_key) {
+            Some(crate::gguf_info::MetaValue::Array {
+                values: Some(items),
+                ..
+            }) => items.iter().map(|v| v.as_bool().unwrap_or(false)).collect(),
+            other => {
+                let n = other.and_then(|v| v.as_u64()).unwrap_or(default);
+                (0..n_layer as u64)
+                    .map(|il| n == 0 || il % n < n - 1)
+                    .collect()
+            }
+        }
+    };
+    match arch {
+        // llama.cpp: chunked attention of 8192 on 3 of every 4 layers, unless the GGUF
+        // says sliding_window = 0 (src/models/llama4.cpp).
+        "llama4" => {
+            if window == Some(0) {
+                none
+            } else {
+                (Some(8192), pattern(4))
+            }
+        }
+        _ => match window {
+            Some(w) if w > 0 && gguf.get(&pattern_key).is_some() => (Some(w), pattern(1)),
+            _ => none,
+        },
+    }
+}
+
+/// Bytes of one KV row of `n` elements in `ty` (block-quantized types pack 32 per block).
+pub fn kv_row_bytes(ty: KvType, n: u64) -> u64 {
+    ty.ggml().bytes_for(&[n]).unwrap_or(n * 2)
+}
+
+/// KV cache element type (llama.cpp `type_k` / `type_v`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum KvType {
+    F16,
+    Q8_0,
+    Q4_0,
+}
+
+impl KvType {
+    pub fn name(self) -> &'static str {
+        match self {
+            KvType::F16 => "f16",
+            KvType::Q8_0 => "q8_0",
+            KvType::Q4_0 => "q4_0",
+        }
+    }
+
+    pub fn ggml(self) -> GgmlType {
+        match self {
+            KvType::F16 => GgmlType(1),
+            KvType::Q8_0 => GgmlType(8),
+            KvType::Q4_0 => GgmlType(2),
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "f16" => Some(KvType::F16),
+            "q8_0" => Some(KvType::Q8_0),
+            "q4_0" => Some(KvType::Q4_0),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,419 @@
+//! The measurements of `edge profile calibrate`: memory read bandwidth, SSD sequential and
+//! random read, and the fit of the CPU decode cost model to timed decodes
+//! (`T_tok = token_overhead_ms + n_layer * layer_overhead_ms + read / (cpu_bandwidth * BW)`).
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use super::detect::default_efficiency;
+use crate::term::human_bytes;
+
+/// Size of one random read.
+pub const RAND_READ: usize = 2 << 20;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SsdResult {
+    pub dir: PathBuf,
+    pub file_bytes: u64,
+    pub seq_read_gbs: f64,
+    pub rand_read_gbs: f64,
+    pub rand_reads: usize,
+    /// The page cache was dropped before each read pass (else the figures may be RAM speed).
+    pub cache_dropped: bool,
+}
+
+/// One timed decode, as the fit sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeSample {
+    pub n_layer: u64,
+    /// What the planner charges for one token's reads at the measured memory bandwidth and
+    /// efficiency 1, ms.
+    pub read_ms: f64,
+    /// Measured time per token, ms.
+    pub measured_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Fit {
+    pub token_overhead_ms: f64,
+    pub layer_overhead_ms: f64,
+    pub cpu_bandwidth: f64,
+    /// Mean absolute relative error of the fit over the models, %.
+    pub mean_abs_error_pct: f64,
+    pub note: Option<String>,
+}
+
+/// Read bandwidth of `threads` threads summing their share of a `bytes` buffer, GB/s, best
+/// of `reps`. The buffer is written first (untouched pages would all map the zero page).
+pub fn measure_mem_bandwidth(threads: usize, bytes: usize, reps: usize) -> f64 {
+    let n = bytes / 8;
+    let mut buf: Vec<u64> = Vec::with_capacity(n);
+    buf.extend((0..n as u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+    let buf = std::hint::black_box(buf);
+    let chunk = n.div_ceil(threads.max(1)).max(1);
+    let mut best = 0.0f64;
+    for _ in 0..reps.max(1) {
+        let started = Instant::now();
+        let total = std::thread::scope(|s| {
+            let handles: Vec<_> = buf
+                .chunks(chunk)
+                .map(|c| s.spawn(move || sum_words(c)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or(0))
+                .fold(0u64, u64::wrapping_add)
+        });
+        let secs = started.elapsed().as_secs_f64();
+        std::hint::black_box(total);
+        best = best.max((n * 8) as f64 / secs / 1e9);
+    }
+    best
+}
+
+/// Sums with eight independent lanes, so the loop vectorises and is bound by memory.
+fn sum_words(c: &[u64]) -> u64 {
+    let mut acc = [0u64; 8];
+    let mut blocks = c.chunks_exact(8);
+    for b in &mut blocks {
+        for i in 0..8 {
+            acc[i] = acc[i].wrapping_add(b[i]);
+        }
+    }
+    let rest = blocks
+        .remainder()
+        .iter()
+        .fold(0u64, |a, &x| a.wrapping_add(x));
+    std::hint::black_box(acc.iter().fold(rest, |a, &x| a.wrapping_add(x)))
+}
+
+/// Free bytes for an unprivileged user on `dir`'s filesystem.
+#[cfg(unix)]
+fn free_space(dir: &Path) -> Option<u64> {
+    let s = nix::sys::statvfs::statvfs(dir).ok()?;
+    Some(s.blocks_available() as u64 * s.fragment_size() as u64)
+}
+
+#[cfg(not(unix))]
+fn free_space(_dir: &Path) -> Option<u64> {
+    None
+}
+
+/// Drops `file`'s pages from the page cache; false where the OS offers no way.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn drop_cache(file: &File) -> bool {
+    use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
+    posix_fadvise(file, 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED).is_ok()
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn drop_cache(_file: &File) -> bool {
+    false
+}
+
+/// Sequential and random (2 MiB) read bandwidth of a fresh `bytes` file in `dir`. The file
+/// is a `NamedTempFile`, deleted when it drops, also on errors. `Ok(Err(reason))`: skipped.
+pub fn measure_ssd(
+    dir: &Path,
+    bytes: u64,
+    random_reads: usize,
+) -> Result<Result<SsdResult, String>> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let margin = 1u64 << 30;
+    if let Some(free) = free_space(dir) {
+        if free < bytes + margin {
+            return Ok(Err(format!(
+                "only {} free in {} (needs {} plus 1 GiB to spare)",
+                human_bytes(free),
+                dir.display(),
+                human_bytes(bytes)
+            )));
+        }
+    }
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".edge-calibrate-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a test file in {}", dir.display()))?;
+    // Pseudo-random content, different in every block (no compression or dedup shortcut).
+    let block = 8usize << 20;
+    let mut data = vec![0u8; block];
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut written = 0u64;
+    while written < bytes {
+        for w in data.chunks_exact_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            w.copy_from_slice(&state.to_le_bytes());
+        }
+        let n = block.min((bytes - written) as usize);
+        tmp.write_all(&data[..n]).context("writing the test file")?;
+        written += n as u64;
+    }
+    tmp.as_file().sync_all().context("syncing the test file")?;
+    let mut dropped = drop_cache(tmp.as_file());
+
+    // Sequential: one pass in 8 MiB reads through a fresh handle.
+    let mut f = tmp.reopen().context("reopening the test file")?;
+    let started = Instant::now();
+    let mut total = 0u64;
+    let mut check = 0u8;
+    loop {
+        let n = f.read(&mut data).context("reading the test file")?;
+        if n == 0 {
+            break;
+        }
+        check ^= data[n - 1];
+        total += n as u64;
+    }
+    let seq = total as f64 / started.elapsed().as_secs_f64() / 1e9;
+    std::hint::black_box(check);
+
+    // Random: 2 MiB reads at 4 KiB-aligned offsets, queue depth 1, like page-faulting an
+    // expert slice out of an mmap'd model.
+    dropped &= drop_cache(tmp.as_file());
+    let span = bytes.saturating_sub(RAND_READ as u64) / 4096;
+    let reads = random_reads.min((bytes / RAND_READ as u64).max(1) as usize);
+    let mut rng = state | 1;
+    let mut buf = vec![0u8; RAND_READ];
+    let started = Instant::now();
+    for _ in 0..reads {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let offset = if span == 0 {
+            0
+        } else {
+            (rng >> 20) % span * 4096
+        };
+        read_at(&f, &mut buf, offset)?;
+        check ^= buf[RAND_READ - 1];
+    }
+    let rand = (reads * RAND_READ) as f64 / started.elapsed().as_secs_f64() / 1e9;
+    std::hint::black_box(check);
+    drop(f);
+    tmp.close().context("removing the test file")?;
+    Ok(Ok(SsdResult {
+        dir: dir.to_path_buf(),
+        file_bytes: bytes,
+        seq_read_gbs: seq,
+        rand_read_gbs: rand,
+        rand_reads: reads,
+        cache_dropped: dropped,
+    }))
+}
+
+#[cfg(unix)]
+fn read_at(f: &File, buf: &mut [u8], offset: u64) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    f.read_exact_at(buf, offset)
+        .context("reading the test file")
+}
+
+#[cfg(not(unix))]
+fn read_at(f: &File, buf: &mut [u8], offset: u64) -> Result<()> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = f;
+    f.seek(SeekFrom::Start(offset))?;
+    f.read_exact(buf).context("reading the test file")
+}
+
+/// Fits `T = token + n_layer * layer + c * read_ms` (read_ms: the reads at the measured
+/// memory bandwidth) by non-negative least squares on relative errors, with c >= 1 so the
+/// bandwidth efficiency 1/c stays in (0, 1].
+pub fn fit_decode(runs: &[DecodeSample]) -> Fit {
+    let read_ms = |r: &DecodeSample| r.read_ms;
+    // Without a model whose reads are a real share of its time, the bandwidth factor is
+    // not identifiable: keep the default and fit the overheads only.
+    let leverage = runs
+        .iter()
+        .map(|r| read_ms(r) / r.measured_ms)
+        .fold(0.0f64, f64::max);
+    let default_eff = default_efficiency().cpu_bandwidth;
+    let (a, b, c, note) = if leverage < 0.1 || runs.len() < 2 {
+        let rows: Vec<(Vec<f64>, f64, f64)> = runs
+            .iter()
+            .map(|r| {
+                (
+                    vec![1.0, r.n_layer as f64],
+                    r.measured_ms - read_ms(r) / default_eff,
+                    r.measured_ms,
+                )
+            })
+            .collect();
+        let x = nnls(&rows, 2);
+        (
+            x[0],
+            x[1],
+            1.0 / default_eff,
+            Some(format!(
+                "no timed model is bandwidth-bound: CPU bandwidth efficiency kept at {default_eff}"
+            )),
+        )
+    } else {
+        let rows: Vec<(Vec<f64>, f64, f64)> = runs
+            .iter()
+            .map(|r| {
+                (
+                    vec![1.0, r.n_layer as f64, read_ms(r)],
+                    r.measured_ms - read_ms(r),
+                    r.measured_ms,
+                )
+            })
+            .collect();
+        let x = nnls(&rows, 3);
+        (x[0], x[1], 1.0 + x[2], None)
+    };
+    let mean_abs_error_pct = if runs.is_empty() {
+        0.0
+    } else {
+        runs.iter()
+            .map(|r| {
+                let pred = a + b * r.n_layer as f64 + c * read_ms(r);
+                ((pred - r.measured_ms) / r.measured_ms).abs() * 100.0
+            })
+            .sum::<f64>()
+            / runs.len() as f64
+    };
+    Fit {
+        token_overhead_ms: a,
+        layer_overhead_ms: b,
+        cpu_bandwidth: (1.0 / c).clamp(1e-3, 1.0),
+        mean_abs_error_pct,
+        note,
+    }
+}
+
+/// Non-negative least squares for a handful of unknowns: every subset of free variables
+/// solved by weighted normal equations, the best feasible one kept. Rows are
+/// `(features, target, scale)`; each residual is divided by its `scale`.
+fn nnls(rows: &[(Vec<f64>, f64, f64)], k: usize) -> Vec<f64> {
+    let mut best = (f64::INFINITY, vec![0.0; k]);
+    for mask in 0u32..(1 << k) {
+        let free: Vec<usize> = (0..k).filter(|i| mask & (1 << i) != 0).collect();
+        let x = match solve_subset(rows, k, &free) {
+            Some(x) => x,
+            None => continue,
+        };
+        if x.iter().any(|&v| v < 0.0) {
+            continue;
+        }
+        let sse: f64 = rows
+            .iter()
+            .map(|(f, y, s)| {
+                let pred: f64 = f.iter().zip(&x).map(|(a, b)| a * b).sum();
+                ((pred - y) / s).powi(2)
+            })
+            .sum();
+        if sse < best.0 {
+            best = (sse, x);
+        }
+    }
+    best.1
+}
+
+fn solve_subset(rows: &[(Vec<f64>, f64, f64)], k: usize, free: &[usize]) -> Option<Vec<f64>> {
+    let m = free.len();
+    let mut x = vec![0.0; k];
+    if m == 0 {
+        return Some(x);
+    }
+    // Normal equations A^T A z = A^T y on the scaled rows, as an augmented matrix.
+    let mut a = vec![vec![0.0f64; m + 1]; m];
+    for (f, y, s) in rows {
+        for (i, &vi) in free.iter().enumerate() {
+            let fi = f[vi] / s;
+            for (j, &vj) in free.iter().enumerate() {
+                a[i][j] += fi * f[vj] / s;
+            }
+            a[i][m] += fi * y / s;
+        }
+    }
+    for col in 0..m {
+        let pivot = (col..m).max_by(|&p, &q| a[p][col].abs().total_cmp(&a[q][col].abs()))?;
+        if a[pivot][col].abs() < 1e-12 {
+            return None;
+        }
+        a.swap(col, pivot);
+        let p = a[col].clone();
+        for (r, row) in a.iter_mut().enumerate() {
+            if r != col {
+                let factor = row[col] / p[col];
+                for (v, pv) in row.iter_mut().zip(&p).skip(col) {
+                    *v -= factor * pv;
+                }
+            }
+        }
+    }
+    for (i, &var) in free.iter().enumerate() {
+        x[var] = a[i][m] / a[i][i];
+    }
+    Some(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(n_layer: u64, read_bytes: u64, ms: f64) -> DecodeSample {
+        // At 10 GB/s.
+        DecodeSample {
+            n_layer,
+            read_ms: read_bytes as f64 / 1e10 * 1e3,
+            measured_ms: ms,
+        }
+    }
+
+    #[test]
+    fn the_fit_recovers_known_coefficients() {
+        // 0.2 ms + 0.03 ms/layer + bytes at 10 GB/s x 0.5.
+        let t = |l: u64, b: u64| 0.2 + 0.03 * l as f64 + b as f64 / 5e9 * 1e3;
+        let runs = vec![
+            run(2, 100_000, t(2, 100_000)),
+            run(12, 100_000, t(12, 100_000)),
+            run(30, 100_000_000, t(30, 100_000_000)),
+            run(8, 250_000_000, t(8, 250_000_000)),
+        ];
+        let f = fit_decode(&runs);
+        assert!((f.token_overhead_ms - 0.2).abs() < 1e-6, "{f:?}");
+        assert!((f.layer_overhead_ms - 0.03).abs() < 1e-6, "{f:?}");
+        assert!((f.cpu_bandwidth - 0.5).abs() < 1e-6, "{f:?}");
+        assert!(f.mean_abs_error_pct < 1e-6);
+    }
+
+    #[test]
+    fn the_fit_keeps_coefficients_non_negative_and_efficiency_at_most_one() {
+        // Faster than the memory bandwidth allows (cache-resident): efficiency capped at 1.
+        let runs = vec![run(2, 1_000_000_000, 10.0), run(4, 2_000_000_000, 20.0)];
+        let f = fit_decode(&runs);
+        assert!(f.cpu_bandwidth <= 1.0);
+        assert!(f.token_overhead_ms >= 0.0 && f.layer_overhead_ms >= 0.0);
+        // Only overhead-bound models: efficiency stays at the default.
+        let runs = vec![run(2, 1000, 0.3), run(12, 1000, 0.8)];
+        let f = fit_decode(&runs);
+        assert_eq!(f.cpu_bandwidth, default_efficiency().cpu_bandwidth);
+        assert!(f.note.is_some());
+        assert!((f.layer_overhead_ms - 0.05).abs() < 1e-3, "{f:?}");
+    }
+
+    #[test]
+    fn memory_bandwidth_is_positive() {
+        assert!(measure_mem_bandwidth(2, 8 << 20, 2) > 0.0);
+    }
+
+    #[test]
+    fn ssd_measurement_leaves_no_file_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        match measure_ssd(dir.path(), 4 << 20, 2).unwrap() {
+            Ok(r) => assert!(r.seq_read_gbs > 0.0 && r.rand_read_gbs > 0.0),
+            Err(skip) => assert!(skip.contains("free"), "{skip}"),
+        }
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}
