@@ -130,11 +130,12 @@ fn range_requests_read_only_the_header() {
         };
         assert_eq!(start(&w[1]), end(&w[0]) + 1, "{ranges:?}");
     }
-    assert_eq!(h.bytes_fetched, hub.file_bytes());
+    // The server counts a piece after sending it, so its count may lag, never lead.
+    assert!(hub.file_bytes() <= h.bytes_fetched);
     assert!(
-        hub.file_bytes() < 64 * KIB && hub.file_bytes() * 100 < data.len() as u64,
+        h.bytes_fetched < 64 * KIB && h.bytes_fetched * 100 < data.len() as u64,
         "{} of {} bytes",
-        hub.file_bytes(),
+        h.bytes_fetched,
         data.len()
     );
 }
@@ -224,13 +225,11 @@ fn truncated_and_corrupt_remote_files_are_clear_errors() {
     );
     let e = err("not-gguf.gguf", SMALL_START);
     assert!(e.contains("not a GGUF file"), "{e}");
-    let before = hub.file_bytes();
+    let before = hub.ranges().len();
     let e = err("huge-key.gguf", SMALL_START);
     assert!(e.contains("longer than 256 MiB"), "{e}");
-    assert!(
-        hub.file_bytes() - before <= KIB,
-        "gave up without fetching more"
-    );
+    // Gave up after the first 1 KiB, without asking for more.
+    assert_eq!(hub.ranges()[before..], ["bytes=0-1023"]);
     let e = err("empty.gguf", SMALL_START);
     assert!(e.contains("empty"), "{e}");
     let e = err("missing.gguf", SMALL_START);

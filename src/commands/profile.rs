@@ -6,8 +6,9 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 use serde_json::json;
 
@@ -395,6 +396,14 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
     })?;
     let work = Workload::new(args.quick);
     let hw = detect_hardware()?;
+    // Ctrl-C stops between steps (and between SSD blocks, so the test file is removed).
+    let stop = crate::commands::signals::interrupt_flag()?;
+    let check = || -> Result<()> {
+        if stop.load(Ordering::Relaxed) {
+            bail!("interrupted; nothing saved");
+        }
+        Ok(())
+    };
     let threads = args.threads.unwrap_or_else(default_threads);
     let mut notes: Vec<String> = Vec::new();
     // A previous calibration of this machine keeps what this run does not measure.
@@ -430,7 +439,8 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
         human_bytes(work.ssd_bytes),
         store_dir.display()
     ));
-    let ssd = match measure_ssd(&store_dir, work.ssd_bytes, work.ssd_random_reads) {
+    check()?;
+    let ssd = match measure_ssd(&store_dir, work.ssd_bytes, work.ssd_random_reads, &stop) {
         Ok(Ok(r)) => {
             progress(&format!(
                 "  {:.2} GB/s sequential, {:.2} GB/s random 2 MiB reads{}",
@@ -460,6 +470,7 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
             None
         }
     };
+    check()?;
 
     // (c) decode time per token on several models
     let synth_dir = tempfile::Builder::new()
@@ -477,6 +488,7 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
     let mut shapes = Vec::new();
     let mut prefill_gflops = None;
     for (i, (label, path)) in models.iter().enumerate() {
+        check()?;
         progress(&format!("decode: {label} ({} tokens)", work.n_gen));
         let gguf = GgufFile::open(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
         let read_bytes = crate::planner::decode_read_bytes(&gguf);
@@ -561,6 +573,7 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
         });
     }
 
+    check()?;
     let samples: Vec<DecodeSample> = runs
         .iter()
         .map(|r| DecodeSample {

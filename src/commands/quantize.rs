@@ -356,14 +356,18 @@ pub fn run(args: QuantizeArgs, verbose: bool) -> Result<ExitCode> {
         }
     }
 
-    if args.dry_run {
-        let shards = split.map(|l| {
+    // The shard plan, checked before the (slow) quantization.
+    let shards = match split {
+        Some(l) => {
             let out = args
                 .output
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(default_output_name(&input)));
-            plan_from(&src, &plan, &out, l)
-        });
+            Some(plan_from(&src, &plan, &out, l)?)
+        }
+        None => None,
+    };
+    if args.dry_run {
         report(
             &src,
             &plan,
@@ -485,8 +489,7 @@ fn check_output(input: &Path, out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `model-f16.gguf` -> `model-f16.gguf` as the name shards are planned for in a dry run
-/// without an output path.
+/// The name a dry run without an output path plans shards under: the input's.
 fn default_output_name(input: &Path) -> String {
     input
         .file_name()

@@ -39,7 +39,7 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<ExitCode> {
 
     let mut placement_args = args.placement.clone();
     if !args.rpc.is_empty() {
-        let free = crate::engine::add_rpc_servers(&args.rpc)?;
+        let free = crate::engine::add_rpc_servers(&args.rpc, verbose)?;
         // Without --vram, the plan may use what the RPC devices report free.
         placement_args.vram.get_or_insert(free);
     }

@@ -571,9 +571,9 @@ mod tests {
 
 /// Registers ggml RPC servers as devices (once per endpoint per process) and returns the
 /// free memory they report in total.
-pub fn add_rpc_servers(endpoints: &[String]) -> Result<u64> {
+pub fn add_rpc_servers(endpoints: &[String], verbose: bool) -> Result<u64> {
     static ADDED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-    backend(false)?;
+    backend(verbose)?;
     let mut added = ADDED
         .lock()
         .map_err(|_| anyhow!("RPC registry lock poisoned"))?;

@@ -5,9 +5,10 @@
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use super::detect::default_efficiency;
@@ -117,11 +118,13 @@ fn drop_cache(_file: &File) -> bool {
 }
 
 /// Sequential and random (2 MiB) read bandwidth of a fresh `bytes` file in `dir`. The file
-/// is a `NamedTempFile`, deleted when it drops, also on errors. `Ok(Err(reason))`: skipped.
+/// is a `NamedTempFile`, deleted when it drops, also on errors and when `stop` is set
+/// (Ctrl-C), which is checked between blocks. `Ok(Err(reason))`: skipped.
 pub fn measure_ssd(
     dir: &Path,
     bytes: u64,
     random_reads: usize,
+    stop: &AtomicBool,
 ) -> Result<Result<SsdResult, String>> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let margin = 1u64 << 30;
@@ -146,6 +149,9 @@ pub fn measure_ssd(
     let mut state = 0x2545_F491_4F6C_DD1Du64;
     let mut written = 0u64;
     while written < bytes {
+        if stop.load(Ordering::Relaxed) {
+            bail!("interrupted");
+        }
         for w in data.chunks_exact_mut(8) {
             state ^= state << 13;
             state ^= state >> 7;
@@ -165,6 +171,9 @@ pub fn measure_ssd(
     let mut total = 0u64;
     let mut check = 0u8;
     loop {
+        if stop.load(Ordering::Relaxed) {
+            bail!("interrupted");
+        }
         let n = f.read(&mut data).context("reading the test file")?;
         if n == 0 {
             break;
@@ -410,7 +419,7 @@ mod tests {
     #[test]
     fn ssd_measurement_leaves_no_file_behind() {
         let dir = tempfile::tempdir().unwrap();
-        match measure_ssd(dir.path(), 4 << 20, 2).unwrap() {
+        match measure_ssd(dir.path(), 4 << 20, 2, &AtomicBool::new(false)).unwrap() {
             Ok(r) => assert!(r.seq_read_gbs > 0.0 && r.rand_read_gbs > 0.0),
             Err(skip) => assert!(skip.contains("free"), "{skip}"),
         }

@@ -48,6 +48,21 @@ fn weighted_nmse(orig: &[f32], deq: &[f32], imp: Option<&[f32]>) -> f64 {
     }
 }
 
+/// Candidate types left out of the fit, from `EDGE_FIT_EXCLUDE` (comma-separated ggml
+/// type names). A diagnostic for benchmarks: e.g. an F16 made from a Q4_1 file is
+/// exactly representable in Q4_1 again, and leaving Q4_1 out shows how the fit does
+/// on weights without such a shortcut.
+fn excluded_types() -> Vec<u32> {
+    std::env::var("EDGE_FIT_EXCLUDE")
+        .map(|v| {
+            v.split(',')
+                .filter_map(|n| edge_quant::ggml_type_by_name(n.trim()))
+                .map(|g| g.id)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Expected error when a tensor's rows cannot be read as floats (a quantized input):
 /// 2^(-2·bpw) with a small penalty for the legacy formats.
 fn nominal_nmse(type_id: u32) -> f64 {
@@ -94,6 +109,8 @@ fn tensor_item(
     if with_im {
         types.extend_from_slice(CANDIDATES_IMATRIX);
     }
+    let excluded = excluded_types();
+    types.retain(|t| !excluded.contains(t));
     let mut cands: Vec<Candidate> = Vec::new();
     if matches!(t.ggml_type.0, 0 | 1 | 30) {
         cands.push(Candidate {

@@ -70,7 +70,13 @@ pub fn shard_path(out: &Path, no: usize, count: usize) -> PathBuf {
 
 /// The shards a quantization described by `plan` would be split into. One shard means
 /// no split: the output is written whole, as `out` (its size is then the plan's).
-pub fn plan_from(src: &Source, plan: &Plan, out: &Path, limits: SplitLimits) -> Vec<ShardReport> {
+/// Fails when `--split-max-size` cannot hold even the first shard's metadata.
+pub fn plan_from(
+    src: &Source,
+    plan: &Plan,
+    out: &Path,
+    limits: SplitLimits,
+) -> Result<Vec<ShardReport>> {
     let a = src.layout.alignment;
     let tensors: Vec<ShardTensor> = plan
         .tensors
@@ -82,12 +88,20 @@ pub fn plan_from(src: &Source, plan: &Plan, out: &Path, limits: SplitLimits) -> 
         .collect();
     let has_align = src.layout.kv.iter().any(|(k, _)| k == "general.alignment");
     let h = headers(src.layout.quantized_kv_bytes(), has_align, a);
+    if let Some(m) = limits.max_bytes {
+        let meta = align(h.first, a);
+        if m < meta {
+            bail!(
+                "--split-max-size {m} is smaller than the model's metadata ({meta} bytes), which the first shard holds"
+            );
+        }
+    }
     let shards = plan_shards(&tensors, h, limits);
     let mut r = reports(out, &shards);
     if r.len() == 1 {
         r[0].bytes = plan.file_bytes;
     }
-    r
+    Ok(r)
 }
 
 fn kv_header(buf: &mut Vec<u8>, key: &str, ty: u32) {
@@ -172,12 +186,14 @@ pub fn write_shards(
             };
             h.extend((n_kv + 3).to_le_bytes());
             h.extend_from_slice(kv);
+            // gguf-split's order: it sets split.count last (a placeholder re-set at the
+            // end moves to the back).
             kv_header(&mut h, "split.no", 2);
             h.extend((no as u16).to_le_bytes());
-            kv_header(&mut h, "split.count", 2);
-            h.extend((shards.len() as u16).to_le_bytes());
             kv_header(&mut h, "split.tensors.count", 5);
             h.extend(n_tensors_total.to_le_bytes());
+            kv_header(&mut h, "split.count", 2);
+            h.extend((shards.len() as u16).to_le_bytes());
             let mut offset = 0u64;
             for t in &gguf.tensors[shard.tensors.clone()] {
                 h.extend((t.name.len() as u64).to_le_bytes());
