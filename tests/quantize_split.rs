@@ -204,6 +204,7 @@ fn bad_split_values_fail_cleanly() {
         ("--split-max-tensors", "0"),
         ("--split-max-tensors", "-1"),
     ] {
+        let arg = format!("{flag}={v}");
         let o = run_edge(&[
             "quantize",
             s(&model),
@@ -211,8 +212,7 @@ fn bad_split_values_fail_cleanly() {
             "--type",
             "Q8_0",
             "--allow-requantize",
-            flag,
-            v,
+            &arg,
         ]);
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(2), "{flag} {v}: {err}");

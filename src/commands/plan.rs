@@ -190,7 +190,7 @@ fn model_header(model: &str) -> Result<(String, GgufFile)> {
 
 /// Opens a local GGUF header; for a split model, merges every shard's tensor table.
 pub fn open_local(path: &Path) -> Result<GgufFile> {
-    let mut gguf = GgufFile::open_header(path)?;
+    let mut gguf = GgufFile::open_header(path).with_context(|| path.display().to_string())?;
     let count = gguf.get_u64("split.count").unwrap_or(1);
     if count > 1 {
         for shard in shard_paths(path, count)?.into_iter().skip(1) {

@@ -2,6 +2,7 @@
 //! plans for. `detect` describes this machine; `calibrate` measures it (memory and SSD
 //! bandwidth, decode cost per token) and saves the user profile `this-machine`.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,7 +18,8 @@ use crate::engine::{default_threads, LoadOptions, Model};
 use crate::gguf_info::GgufFile;
 use crate::planner::{plan as plan_model, ModelShape, PlanRequest};
 use crate::profile::calibrate::{
-    fit_decode, measure_mem_bandwidth, measure_ssd, DecodeSample, Fit, SsdResult,
+    decode_reads_by_type, fit_decode, is_float_type, kv_read_bytes, measure_mem_bandwidth,
+    measure_ssd, DecodeSample, Fit, SsdResult, FLOAT_TYPES,
 };
 use crate::profile::detect::{
     default_efficiency, detect, detect_hardware, load_this_machine, same_machine, Detection,
@@ -349,7 +351,7 @@ impl Workload {
                 ssd_bytes: 64 << 20,
                 ssd_random_reads: 16,
                 n_gen: 32,
-                gen_reps: 2,
+                gen_reps: 3,
                 n_prompt: 32,
                 wide_synth: false,
             }
@@ -360,7 +362,7 @@ impl Workload {
                 ssd_bytes: 512 << 20,
                 ssd_random_reads: 64,
                 n_gen: 128,
-                gen_reps: 3,
+                gen_reps: 5,
                 n_prompt: 128,
                 wide_synth: true,
             }
@@ -374,16 +376,22 @@ struct ModelRun {
     path: PathBuf,
     architecture: String,
     n_layer: u64,
-    /// `planner::decode_read_bytes`: weight bytes one token reads.
-    read_bytes: u64,
-    /// What the planner charges for one token's reads (weights and KV cache) at the
-    /// measured memory bandwidth, efficiency 1, ms.
-    read_ms: f64,
+    /// Weight bytes one token reads, per ggml type (tied output head included).
+    reads_by_type: BTreeMap<String, f64>,
+    /// KV-cache bytes one token reads at the mean depth of the timed decode.
+    kv_read_bytes: f64,
+    /// All of the above, bytes.
+    read_bytes: f64,
+    /// `planner::decode_read_bytes`, for comparison.
+    planner_read_bytes: u64,
     n_gen: u32,
     measured_ms: f64,
     measured_tok_s: f64,
+    /// The calibrated profile's cost model (`DeviceProfile::cpu_decode_ms_typed`).
     predicted_tok_s: f64,
     error_pct: f64,
+    /// What `planner::plan` predicts with the calibrated profile today.
+    planner_tok_s: Option<f64>,
 }
 
 fn progress(msg: &str) {
@@ -491,27 +499,14 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
         check()?;
         progress(&format!("decode: {label} ({} tokens)", work.n_gen));
         let gguf = GgufFile::open(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-        let read_bytes = crate::planner::decode_read_bytes(&gguf);
+        let reads_by_type = decode_reads_by_type(&gguf);
         let shape = ModelShape::from_gguf(&gguf).ok();
-        let ctx = u64::from(work.n_gen);
-        let (n_layer, read_ms) = match &shape {
-            Some(s) => {
-                // The planner with efficiency 1 and no overheads: only the reads remain.
-                let mut unit = hw.profile.clone();
-                unit.gpus.clear();
-                unit.cpu.mem_bandwidth_gbs = mem_gbs;
-                unit.efficiency.cpu_bandwidth = 1.0;
-                unit.efficiency.token_overhead_ms = 0.0;
-                unit.efficiency.layer_overhead_ms = 0.0;
-                (
-                    u64::from(s.n_layer),
-                    1e3 / planner_decode_tok_s(s, &unit, ctx),
-                )
-            }
-            None => (
-                gguf.arch_u64("block_count").unwrap_or(0),
-                read_bytes as f64 / (mem_gbs * 1e9) * 1e3,
-            ),
+        // The mean context depth of a tg run of n_gen tokens.
+        let depth = u64::from(work.n_gen / 2);
+        let kv_read = shape.as_ref().map_or(0.0, |s| kv_read_bytes(s, depth));
+        let n_layer = match &shape {
+            Some(s) => u64::from(s.n_layer),
+            None => gguf.arch_u64("block_count").unwrap_or(0),
         };
         let model = Model::load(
             path,
@@ -532,8 +527,8 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
             },
             verbose,
         )?;
-        let mean_ns = samples.iter().sum::<u64>() as f64 / samples.len().max(1) as f64;
-        let ms = mean_ns / 1e6 / f64::from(work.n_gen);
+        // The median repetition: robust to a run disturbed by other processes.
+        let ms = median_ns(samples) / 1e6 / f64::from(work.n_gen);
         progress(&format!("  {:.1} tok/s ({ms:.3} ms/token)", 1e3 / ms));
         if i == 0 && n_real > 0 {
             // Prefill on the first real model gives the CPU matmul rate.
@@ -563,29 +558,47 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
             path: path.clone(),
             architecture: gguf.architecture().unwrap_or("?").to_string(),
             n_layer,
-            read_bytes,
-            read_ms,
+            read_bytes: reads_by_type.values().sum::<f64>() + kv_read,
+            reads_by_type,
+            kv_read_bytes: kv_read,
+            planner_read_bytes: crate::planner::decode_read_bytes(&gguf),
             n_gen: work.n_gen,
             measured_ms: ms,
             measured_tok_s: 1e3 / ms,
             predicted_tok_s: 0.0,
             error_pct: 0.0,
+            planner_tok_s: None,
         });
     }
 
     check()?;
+    let ms_at = |bytes: f64| bytes / (mem_gbs * 1e9) * 1e3;
     let samples: Vec<DecodeSample> = runs
         .iter()
-        .map(|r| DecodeSample {
-            n_layer: r.n_layer,
-            read_ms: r.read_ms,
-            measured_ms: r.measured_ms,
+        .map(|r| {
+            let (float, quant): (Vec<_>, Vec<_>) = r
+                .reads_by_type
+                .iter()
+                .partition(|(ty, _)| is_float_type(ty));
+            DecodeSample {
+                n_layer: r.n_layer,
+                quant_read_ms: ms_at(quant.iter().map(|(_, b)| **b).sum()),
+                float_read_ms: ms_at(float.iter().map(|(_, b)| **b).sum::<f64>() + r.kv_read_bytes),
+                measured_ms: r.measured_ms,
+            }
         })
         .collect();
-    let fit = fit_decode(&samples);
-    if let Some(n) = &fit.note {
-        notes.push(n.clone());
-    }
+    // What is not fitted keeps the previous calibration's value, else the default.
+    let base_eff = previous
+        .as_ref()
+        .map(|p| p.efficiency.clone())
+        .unwrap_or_else(default_efficiency);
+    let fit = fit_decode(
+        &samples,
+        base_eff.cpu_bandwidth,
+        base_eff.cpu_bandwidth_for("F16"),
+    );
+    notes.extend(fit.notes.iter().cloned());
 
     // The profile: detected hardware, measured figures, the previous calibration (or the
     // defaults) for what was not measured.
@@ -619,6 +632,14 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
         profile.cpu.matmul_gflops = round3(gflops / profile.efficiency.cpu_compute);
     }
     profile.efficiency.cpu_bandwidth = round4(fit.cpu_bandwidth);
+    if fit.float_fitted {
+        for ty in FLOAT_TYPES {
+            profile
+                .efficiency
+                .cpu_type_bandwidth
+                .insert(ty.to_string(), round4(fit.float_bandwidth));
+        }
+    }
     profile.efficiency.token_overhead_ms = round4(fit.token_overhead_ms);
     profile.efficiency.layer_overhead_ms = round4(fit.layer_overhead_ms);
     profile.description = format!(
@@ -634,13 +655,27 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
     } else {
         notes.push("no GPU: GPU bandwidth and host-to-GPU copies not measured".into());
     }
-    // Predictions by the planner itself, as `edge plan` makes them with this profile.
+    // Predictions of the calibrated cost model, and of the planner as it stands.
+    let mut planner_differs = false;
     for (r, shape) in runs.iter_mut().zip(&shapes) {
-        r.predicted_tok_s = match shape {
-            Some(s) => planner_decode_tok_s(s, &profile, u64::from(r.n_gen)),
-            None => 1e3 / profile.cpu_decode_ms(r.n_layer, r.read_bytes),
-        };
+        let reads = r
+            .reads_by_type
+            .iter()
+            .map(|(ty, &b)| (ty.as_str(), b))
+            .chain([("F16", r.kv_read_bytes)]);
+        r.predicted_tok_s = 1e3 / profile.cpu_decode_ms_typed(r.n_layer, reads);
         r.error_pct = (r.predicted_tok_s - r.measured_tok_s) / r.measured_tok_s * 100.0;
+        r.planner_tok_s = shape
+            .as_ref()
+            .map(|s| planner_decode_tok_s(s, &profile, 2 * u64::from(r.n_gen / 2).max(1)));
+        if let Some(p) = r.planner_tok_s {
+            planner_differs |= (p / r.predicted_tok_s - 1.0).abs() > 0.05;
+        }
+    }
+    if planner_differs {
+        notes.push(
+            "`edge plan` predicts other speeds for some models (see --json: planner_tok_s): its cost model does not yet read the tied output head or use efficiency.cpu_type_bandwidth".into(),
+        );
     }
 
     // Validate through the same parser the planner uses, then save.
@@ -649,7 +684,7 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
         .map_err(|e| anyhow!("the calibrated profile is invalid: {e}"))?;
     let text = format!(
         "{}{body}",
-        header(&profile, threads, &ssd, &prefill_gflops, &fit)
+        header(&profile, threads, &ssd, &prefill_gflops, &fit, runs.len())
     );
     let path = save_profile(&dir, &text)?;
 
@@ -677,7 +712,7 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
                 "| {} | {} | {} | {:.2} | {:.2} | {:+.1} % |",
                 r.label,
                 r.n_layer,
-                human_bytes(r.read_bytes),
+                human_bytes(r.read_bytes as u64),
                 r.measured_tok_s,
                 r.predicted_tok_s,
                 r.error_pct
@@ -685,9 +720,10 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
         }
         println!();
         println!(
-            "memory read {:.2} GB/s x efficiency {:.3}; overheads {:.4} ms/token + {:.4} ms/layer",
+            "memory read {:.2} GB/s x efficiency {:.3} quantized, {:.3} F32/F16/BF16; overheads {:.4} ms/token + {:.4} ms/layer",
             profile.cpu.mem_bandwidth_gbs,
             profile.efficiency.cpu_bandwidth,
+            profile.efficiency.cpu_bandwidth_for("F16"),
             profile.efficiency.token_overhead_ms,
             profile.efficiency.layer_overhead_ms
         );
@@ -706,6 +742,15 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn median_ns(mut v: Vec<u64>) -> f64 {
+    v.sort_unstable();
+    match v.len() {
+        0 => f64::NAN,
+        n if !n.is_multiple_of(2) => v[n / 2] as f64,
+        n => (v[n / 2 - 1] + v[n / 2]) as f64 / 2.0,
+    }
+}
+
 fn round3(v: f64) -> f64 {
     (v * 1e3).round() / 1e3
 }
@@ -720,6 +765,7 @@ fn header(
     ssd: &Option<SsdResult>,
     prefill: &Option<(String, f64, f64)>,
     fit: &Fit,
+    n_models: usize,
 ) -> String {
     let mut h = String::new();
     h.push_str(&format!(
@@ -748,8 +794,8 @@ fn header(
         ));
     }
     h.push_str(&format!(
-        "# - efficiency.cpu_bandwidth, token_overhead_ms, layer_overhead_ms: fit of\n#   T_tok = token + n_layer * layer + read_bytes / (cpu_bandwidth * mem_bandwidth)\n#   to measured decode times (mean abs error {:.1} %).\n",
-        fit.mean_abs_error_pct
+        "# - efficiency.cpu_bandwidth (quantized weights), cpu_type_bandwidth (F32/F16/BF16\n#   and the KV cache), token_overhead_ms, layer_overhead_ms: fit of\n#   T_tok = token + n_layer * layer + sum over types of bytes / (efficiency * mem_bandwidth)\n#   to measured decode times of {} models (mean abs error {:.1} %; quantized fitted: {},\n#   float fitted: {}).\n",
+        n_models, fit.mean_abs_error_pct, fit.quant_fitted, fit.float_fitted
     ));
     h.push_str("# - GPU figures: shipped profile of the same GPU or defaults (not measured).\n");
     h

@@ -2,6 +2,7 @@
 //! random read, and the fit of the CPU decode cost model to timed decodes
 //! (`T_tok = token_overhead_ms + n_layer * layer_overhead_ms + read / (cpu_bandwidth * BW)`).
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -11,7 +12,10 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use super::detect::default_efficiency;
+use crate::gguf_info::GgufFile;
+use crate::planner::classify::{decode_density, expert_counts, role_of, TensorRole};
+use crate::planner::memory::{kv_cells, kv_layer_bytes};
+use crate::planner::{KvType, ModelShape};
 use crate::term::human_bytes;
 
 /// Size of one random read.
@@ -28,13 +32,55 @@ pub struct SsdResult {
     pub cache_dropped: bool,
 }
 
-/// One timed decode, as the fit sees it.
+/// Weight types that need no dequantizing; they stream at their own efficiency.
+pub const FLOAT_TYPES: [&str; 3] = ["F32", "F16", "BF16"];
+
+pub fn is_float_type(ggml_type: &str) -> bool {
+    FLOAT_TYPES
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case(ggml_type))
+}
+
+/// Bytes one decoded token reads, per ggml type (upper case): every tensor at its decode
+/// density ([`crate::planner::classify::decode_density`], as `decode_read_bytes`), plus the
+/// output head when it is tied to the token embedding: llama.cpp then multiplies by all
+/// of `token_embd` for the logits, although the embedding itself is only gathered.
+pub fn decode_reads_by_type(gguf: &GgufFile) -> BTreeMap<String, f64> {
+    let experts = expert_counts(gguf);
+    let tied = !gguf.tensors.iter().any(|t| t.name == "output.weight");
+    let mut out = BTreeMap::new();
+    for t in &gguf.tensors {
+        let role = role_of(&t.name);
+        let mut density = decode_density(t, role, experts);
+        if tied && role == TensorRole::TokenEmbd {
+            density += 1.0;
+        }
+        *out.entry(t.ggml_type.name().to_ascii_uppercase())
+            .or_insert(0.0) += density * t.bytes as f64;
+    }
+    out
+}
+
+/// KV-cache bytes one token reads at context depth `depth` (F16 cache), as the planner
+/// counts them.
+pub fn kv_read_bytes(shape: &ModelShape, depth: u64) -> f64 {
+    (0..shape.n_layer as usize)
+        .map(|il| {
+            let per_cell = kv_layer_bytes(shape, il, 1, 1, KvType::F16) as f64
+                / kv_cells(shape, il, 1, 1).max(1) as f64;
+            per_cell * depth as f64
+        })
+        .sum()
+}
+
+/// One timed decode, as the fit sees it: the reads split into quantized weights and
+/// float data (F32/F16/BF16 weights and the F16 KV cache), each in ms at the measured
+/// memory bandwidth and efficiency 1.
 #[derive(Debug, Clone, Copy)]
 pub struct DecodeSample {
     pub n_layer: u64,
-    /// What the planner charges for one token's reads at the measured memory bandwidth and
-    /// efficiency 1, ms.
-    pub read_ms: f64,
+    pub quant_read_ms: f64,
+    pub float_read_ms: f64,
     /// Measured time per token, ms.
     pub measured_ms: f64,
 }
@@ -43,10 +89,16 @@ pub struct DecodeSample {
 pub struct Fit {
     pub token_overhead_ms: f64,
     pub layer_overhead_ms: f64,
+    /// Bandwidth efficiency of quantized weights (`efficiency.cpu_bandwidth`).
     pub cpu_bandwidth: f64,
+    /// Bandwidth efficiency of F32/F16/BF16 data (`efficiency.cpu_type_bandwidth`).
+    pub float_bandwidth: f64,
+    /// Which of the two were fitted (else kept at the value given).
+    pub quant_fitted: bool,
+    pub float_fitted: bool,
     /// Mean absolute relative error of the fit over the models, %.
     pub mean_abs_error_pct: f64,
-    pub note: Option<String>,
+    pub notes: Vec<String>,
 }
 
 /// Read bandwidth of `threads` threads summing their share of a `bytes` buffer, GB/s, best
@@ -233,69 +285,87 @@ fn read_at(f: &File, buf: &mut [u8], offset: u64) -> Result<()> {
     f.read_exact(buf).context("reading the test file")
 }
 
-/// Fits `T = token + n_layer * layer + c * read_ms` (read_ms: the reads at the measured
-/// memory bandwidth) by non-negative least squares on relative errors, with c >= 1 so the
-/// bandwidth efficiency 1/c stays in (0, 1].
-pub fn fit_decode(runs: &[DecodeSample]) -> Fit {
-    let read_ms = |r: &DecodeSample| r.read_ms;
-    // Without a model whose reads are a real share of its time, the bandwidth factor is
-    // not identifiable: keep the default and fit the overheads only.
-    let leverage = runs
+/// Fits `T = token + n_layer * layer + quant_read_ms / e_q + float_read_ms / e_f` by
+/// non-negative least squares on relative errors, with `e_q, e_f` in (0, 1] (each `1 / e`
+/// is `1 + x`, `x >= 0`). A group is fitted only when some model spends at least a tenth
+/// of its time on it and it is most of that model's reads; otherwise its efficiency stays
+/// at the value given (`quant_eff`, `float_eff`).
+pub fn fit_decode(samples: &[DecodeSample], quant_eff: f64, float_eff: f64) -> Fit {
+    let groups: [(&str, fn(&DecodeSample) -> f64, f64); 2] = [
+        ("quantized", |s| s.quant_read_ms, quant_eff),
+        ("F32/F16/BF16", |s| s.float_read_ms, float_eff),
+    ];
+    let free: Vec<bool> = groups
         .iter()
-        .map(|r| read_ms(r) / r.measured_ms)
-        .fold(0.0f64, f64::max);
-    let default_eff = default_efficiency().cpu_bandwidth;
-    let (a, b, c, note) = if leverage < 0.1 || runs.len() < 2 {
-        let rows: Vec<(Vec<f64>, f64, f64)> = runs
-            .iter()
-            .map(|r| {
-                (
-                    vec![1.0, r.n_layer as f64],
-                    r.measured_ms - read_ms(r) / default_eff,
-                    r.measured_ms,
-                )
+        .map(|(_, read, _)| {
+            samples.iter().any(|s| {
+                let r = read(s);
+                let all = s.quant_read_ms + s.float_read_ms;
+                r >= 0.1 * s.measured_ms && r >= 0.5 * all
             })
-            .collect();
-        let x = nnls(&rows, 2);
-        (
-            x[0],
-            x[1],
-            1.0 / default_eff,
-            Some(format!(
-                "no timed model is bandwidth-bound: CPU bandwidth efficiency kept at {default_eff}"
-            )),
-        )
+        })
+        .collect();
+    let mut notes = Vec::new();
+    for ((name, _, eff), &f) in groups.iter().zip(&free) {
+        if !f {
+            notes.push(format!(
+                "no timed model is bound by {name} reads: their efficiency stays {eff:.3}"
+            ));
+        }
+    }
+    // Unknowns: token, layer, then x_g for each free group.
+    let rows: Vec<(Vec<f64>, f64, f64)> = samples
+        .iter()
+        .map(|s| {
+            let mut features = vec![1.0, s.n_layer as f64];
+            let mut target = s.measured_ms;
+            for ((_, read, eff), &f) in groups.iter().zip(&free) {
+                if f {
+                    features.push(read(s));
+                    target -= read(s);
+                } else {
+                    target -= read(s) / eff;
+                }
+            }
+            (features, target, s.measured_ms)
+        })
+        .collect();
+    let k = 2 + free.iter().filter(|&&f| f).count();
+    let x = if samples.is_empty() {
+        vec![0.0; k]
     } else {
-        let rows: Vec<(Vec<f64>, f64, f64)> = runs
-            .iter()
-            .map(|r| {
-                (
-                    vec![1.0, r.n_layer as f64, read_ms(r)],
-                    r.measured_ms - read_ms(r),
-                    r.measured_ms,
-                )
-            })
-            .collect();
-        let x = nnls(&rows, 3);
-        (x[0], x[1], 1.0 + x[2], None)
+        nnls(&rows, k)
     };
-    let mean_abs_error_pct = if runs.is_empty() {
+    let mut effs = [quant_eff, float_eff];
+    let mut next = 2;
+    for (g, &f) in free.iter().enumerate() {
+        if f {
+            effs[g] = 1.0 / (1.0 + x[next]);
+            next += 1;
+        }
+    }
+    let (a, b) = (x[0], x[1]);
+    let predict = |s: &DecodeSample| {
+        a + b * s.n_layer as f64 + s.quant_read_ms / effs[0] + s.float_read_ms / effs[1]
+    };
+    let mean_abs_error_pct = if samples.is_empty() {
         0.0
     } else {
-        runs.iter()
-            .map(|r| {
-                let pred = a + b * r.n_layer as f64 + c * read_ms(r);
-                ((pred - r.measured_ms) / r.measured_ms).abs() * 100.0
-            })
+        samples
+            .iter()
+            .map(|s| ((predict(s) - s.measured_ms) / s.measured_ms).abs() * 100.0)
             .sum::<f64>()
-            / runs.len() as f64
+            / samples.len() as f64
     };
     Fit {
         token_overhead_ms: a,
         layer_overhead_ms: b,
-        cpu_bandwidth: (1.0 / c).clamp(1e-3, 1.0),
+        cpu_bandwidth: effs[0].clamp(1e-3, 1.0),
+        float_bandwidth: effs[1].clamp(1e-3, 1.0),
+        quant_fitted: free[0],
+        float_fitted: free[1],
         mean_abs_error_pct,
-        note,
+        notes,
     }
 }
 
@@ -370,45 +440,78 @@ fn solve_subset(rows: &[(Vec<f64>, f64, f64)], k: usize, free: &[usize]) -> Opti
 mod tests {
     use super::*;
 
-    fn run(n_layer: u64, read_bytes: u64, ms: f64) -> DecodeSample {
-        // At 10 GB/s.
+    /// Reads in MB at 10 GB/s (0.1 ms per MB).
+    fn sample(n_layer: u64, quant_mb: f64, float_mb: f64, ms: f64) -> DecodeSample {
         DecodeSample {
             n_layer,
-            read_ms: read_bytes as f64 / 1e10 * 1e3,
+            quant_read_ms: quant_mb * 0.1,
+            float_read_ms: float_mb * 0.1,
             measured_ms: ms,
         }
     }
 
     #[test]
     fn the_fit_recovers_known_coefficients() {
-        // 0.2 ms + 0.03 ms/layer + bytes at 10 GB/s x 0.5.
-        let t = |l: u64, b: u64| 0.2 + 0.03 * l as f64 + b as f64 / 5e9 * 1e3;
-        let runs = vec![
-            run(2, 100_000, t(2, 100_000)),
-            run(12, 100_000, t(12, 100_000)),
-            run(30, 100_000_000, t(30, 100_000_000)),
-            run(8, 250_000_000, t(8, 250_000_000)),
+        // 0.2 ms + 0.03 ms/layer, quantized at efficiency 0.25, float at 0.8.
+        let t = |l: u64, q: f64, f: f64| 0.2 + 0.03 * l as f64 + q * 0.1 / 0.25 + f * 0.1 / 0.8;
+        let samples = vec![
+            sample(2, 0.0, 1.5, t(2, 0.0, 1.5)),
+            sample(12, 0.0, 9.0, t(12, 0.0, 9.0)),
+            sample(8, 0.0, 240.0, t(8, 0.0, 240.0)),
+            sample(30, 66.0, 1.0, t(30, 66.0, 1.0)),
+            sample(24, 30.0, 2.0, t(24, 30.0, 2.0)),
         ];
-        let f = fit_decode(&runs);
+        let f = fit_decode(&samples, 0.55, 0.55);
+        assert!(f.quant_fitted && f.float_fitted, "{f:?}");
         assert!((f.token_overhead_ms - 0.2).abs() < 1e-6, "{f:?}");
         assert!((f.layer_overhead_ms - 0.03).abs() < 1e-6, "{f:?}");
-        assert!((f.cpu_bandwidth - 0.5).abs() < 1e-6, "{f:?}");
+        assert!((f.cpu_bandwidth - 0.25).abs() < 1e-6, "{f:?}");
+        assert!((f.float_bandwidth - 0.8).abs() < 1e-6, "{f:?}");
         assert!(f.mean_abs_error_pct < 1e-6);
     }
 
     #[test]
     fn the_fit_keeps_coefficients_non_negative_and_efficiency_at_most_one() {
         // Faster than the memory bandwidth allows (cache-resident): efficiency capped at 1.
-        let runs = vec![run(2, 1_000_000_000, 10.0), run(4, 2_000_000_000, 20.0)];
-        let f = fit_decode(&runs);
-        assert!(f.cpu_bandwidth <= 1.0);
+        let samples = vec![sample(2, 0.0, 100.0, 5.0), sample(4, 0.0, 200.0, 10.0)];
+        let f = fit_decode(&samples, 0.55, 0.55);
+        assert!(f.float_bandwidth <= 1.0);
         assert!(f.token_overhead_ms >= 0.0 && f.layer_overhead_ms >= 0.0);
-        // Only overhead-bound models: efficiency stays at the default.
-        let runs = vec![run(2, 1000, 0.3), run(12, 1000, 0.8)];
-        let f = fit_decode(&runs);
-        assert_eq!(f.cpu_bandwidth, default_efficiency().cpu_bandwidth);
-        assert!(f.note.is_some());
+        // No quantized model: that efficiency stays as given, with a note.
+        assert!(!f.quant_fitted);
+        assert_eq!(f.cpu_bandwidth, 0.55);
+        assert!(f.notes.iter().any(|n| n.contains("quantized")), "{f:?}");
+        // Only overhead-bound models: both stay; the overheads are fitted.
+        let samples = vec![sample(2, 0.0, 0.001, 0.3), sample(12, 0.0, 0.001, 0.8)];
+        let f = fit_decode(&samples, 0.5, 0.6);
+        assert_eq!((f.cpu_bandwidth, f.float_bandwidth), (0.5, 0.6));
         assert!((f.layer_overhead_ms - 0.05).abs() < 1e-3, "{f:?}");
+    }
+
+    #[test]
+    fn a_tied_output_head_is_read_whole() {
+        use crate::synth::{write_gguf, SynthArch, SynthSpec};
+        let dir = tempfile::tempdir().unwrap();
+        for (arch, tied) in [(SynthArch::Qwen3, true), (SynthArch::Qwen3Moe, false)] {
+            let path = dir.path().join(format!("{arch}.gguf"));
+            write_gguf(&SynthSpec::new(arch), &path).unwrap();
+            let gguf = GgufFile::open(&path).unwrap();
+            let reads = decode_reads_by_type(&gguf);
+            let total: f64 = reads.values().sum();
+            let planner = crate::planner::decode_read_bytes(&gguf) as f64;
+            let embd = gguf
+                .tensors
+                .iter()
+                .find(|t| t.name == "token_embd.weight")
+                .unwrap()
+                .bytes as f64;
+            let extra = if tied { embd } else { 0.0 };
+            assert!((total - planner - extra).abs() < 2.0, "{arch}: {reads:?}");
+            assert!(
+                reads.contains_key("F16") && reads.contains_key("F32"),
+                "{reads:?}"
+            );
+        }
     }
 
     #[test]

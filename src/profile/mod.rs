@@ -9,6 +9,7 @@
 pub mod calibrate;
 pub mod detect;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -202,6 +203,24 @@ pub struct Efficiency {
     /// Per-layer per-token overhead on the CPU (graph nodes, thread-pool barriers), ms.
     #[serde(default)]
     pub layer_overhead_ms: f64,
+    /// Achieved / peak CPU memory bandwidth in decode for weights of one ggml type (`F16`,
+    /// `Q4_K`, ...; upper case), where it differs from `cpu_bandwidth`. On CPUs with few
+    /// cores decode is bound by dequantizing, not by DRAM, so quantized weights stream
+    /// slower than F16 ones; `edge profile calibrate` fits F32/F16/BF16 apart from the
+    /// quantized types (`cpu_bandwidth`). Types not listed use `cpu_bandwidth`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cpu_type_bandwidth: BTreeMap<String, f64>,
+}
+
+impl Efficiency {
+    /// The CPU decode bandwidth efficiency for weights of `ggml_type`.
+    pub fn cpu_bandwidth_for(&self, ggml_type: &str) -> f64 {
+        self.cpu_type_bandwidth
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(ggml_type))
+            .map(|(_, &v)| v)
+            .unwrap_or(self.cpu_bandwidth)
+    }
 }
 
 impl DeviceProfile {
@@ -232,6 +251,13 @@ impl DeviceProfile {
             ));
         }
         let e = &self.efficiency;
+        for (ty, &v) in &e.cpu_type_bandwidth {
+            if !(v > 0.0 && v <= 1.0) {
+                return Err(bad(format!(
+                    "efficiency.cpu_type_bandwidth.{ty} must be in (0, 1], got {v}"
+                )));
+            }
+        }
         for (what, v) in [
             ("efficiency.gpu_bandwidth", e.gpu_bandwidth),
             ("efficiency.cpu_bandwidth", e.cpu_bandwidth),
@@ -297,6 +323,29 @@ impl DeviceProfile {
         let e = &self.efficiency;
         let bw = e.cpu_bandwidth * self.cpu.mem_bandwidth_gbs * 1e9;
         e.token_overhead_ms + n_layer as f64 * e.layer_overhead_ms + read_bytes as f64 / bw * 1e3
+    }
+
+    /// Milliseconds to stream `bytes` of `ggml_type` weights (or KV cache, `F16`) from RAM
+    /// through the CPU in decode: `bytes / (mem_bandwidth_gbs * cpu_bandwidth_for(type))`.
+    pub fn cpu_read_ms(&self, ggml_type: &str, bytes: f64) -> f64 {
+        let bw = self.cpu.mem_bandwidth_gbs * self.efficiency.cpu_bandwidth_for(ggml_type);
+        bytes / (bw * 1e9) * 1e3
+    }
+
+    /// [`Self::cpu_decode_ms`] with the reads split by ggml type (`(type, bytes)`), each
+    /// at its own efficiency: the model `edge profile calibrate` fits.
+    pub fn cpu_decode_ms_typed<'a>(
+        &self,
+        n_layer: u64,
+        reads: impl IntoIterator<Item = (&'a str, f64)>,
+    ) -> f64 {
+        let e = &self.efficiency;
+        e.token_overhead_ms
+            + n_layer as f64 * e.layer_overhead_ms
+            + reads
+                .into_iter()
+                .map(|(ty, bytes)| self.cpu_read_ms(ty, bytes))
+                .sum::<f64>()
     }
 
     /// Serialises back to TOML (used by `calibrate` to save a user profile).

@@ -103,7 +103,16 @@ fn tensor_item(
     let total_rows: u64 = t.dims.iter().skip(1).product();
     let imp = imatrix.and_then(|m| m.get(&t.name));
     let with_im = imp.is_some();
-    let weight = sensitivity(class, src.tied_output && class == TensorClass::TokenEmbd);
+    let n_layers = src
+        .gguf
+        .arch_u64("block_count")
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(1);
+    let weight = sensitivity(
+        class,
+        src.tied_output && class == TensorClass::TokenEmbd,
+        n_layers,
+    );
 
     let mut types: Vec<u32> = CANDIDATES.to_vec();
     if with_im {

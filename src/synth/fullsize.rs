@@ -248,7 +248,7 @@ pub fn q4_k_m_type(name: &str, shape: &[u64], layer: Option<u32>, m: &QuantModel
     let is_output = name == "output.weight";
     let is_token_embd = name == "token_embd.weight";
     let ty = if is_output || (m.tied_embeddings && is_token_embd) {
-        if shape[0] % 256 != 0 {
+        if !shape[0].is_multiple_of(256) {
             Q8_0
         } else {
             Q6_K
@@ -301,7 +301,7 @@ fn fallback(ty: GgmlType, ne0: u64) -> GgmlType {
         Q5_0 | Q5_1 | Q8_0 => 32,
         _ => 1,
     };
-    if ne0 % block(ty) == 0 {
+    if ne0.is_multiple_of(block(ty)) {
         return ty;
     }
     let next = match ty {
@@ -310,7 +310,7 @@ fn fallback(ty: GgmlType, ne0: u64) -> GgmlType {
         Q6_K => Q8_0,
         other => other,
     };
-    if ne0 % block(next) == 0 {
+    if ne0.is_multiple_of(block(next)) {
         next
     } else {
         F16
