@@ -15,6 +15,12 @@
 #     ROUNDS alternating rounds (so machine load hits both alike); target >= 0.95x.
 #
 #   scripts/bench-quant.sh [THREADS] [ROUNDS]
+#   scripts/bench-quant.sh calibrate [THREADS]
+#
+# `calibrate` measures what `edge_quant::sensitivity` encodes: each tensor class in turn
+# quantized to Q4_0 (everything else F16), its mean KLD on the evaluation text divided
+# by the class's summed NMSE as the fitter measures it (EDGE_FIT_DEBUG), scaled so that
+# attn_q is 0.6, next to the weights edge uses now.
 #
 # Texts (real English prose, public domain, from a Debian package, pinned by sha256):
 # Debian's r-cran-janeaustenr 1.0.0-1 (Jane Austen's six novels, from Project
@@ -30,6 +36,8 @@
 # run), and those of scripts/llama-tools.sh.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+MODE=bench
+if [ "${1:-}" = calibrate ]; then MODE=calibrate; shift; fi
 THREADS="${1:-2}"
 ROUNDS="${2:-3}"
 CALIB_CHUNKS="${CALIB_CHUNKS:-100}"
@@ -38,7 +46,7 @@ CTX=512
 REUSE="${EDGE_BENCH_REUSE:-0}"
 
 . "$ROOT/scripts/llama-tools.sh"
-llama_tools llama-quantize llama-imatrix llama-perplexity
+[ "$MODE" = calibrate ] || llama_tools llama-quantize llama-imatrix llama-perplexity
 LQ="$LLAMA_BIN/llama-quantize"
 LI="$LLAMA_BIN/llama-imatrix"
 LP="$LLAMA_BIN/llama-perplexity"
@@ -103,13 +111,57 @@ fi
 
 # --- models ---------------------------------------------------------------------------
 keep f16.gguf || "$EDGE" quantize "$Q41" f16.gguf --type F16 --allow-requantize >/dev/null
-if ! keep imatrix-llama.gguf; then
-  echo "bench: llama-imatrix, $CALIB_CHUNKS chunks"
-  "$LI" -m f16.gguf -f calib.txt -c $CTX --chunks "$CALIB_CHUNKS" -t "$THREADS" -o imatrix-llama.gguf >imatrix-llama.log 2>&1
-fi
 if ! keep imatrix-edge.gguf; then
   echo "bench: edge imatrix, $CALIB_CHUNKS chunks"
   "$EDGE" imatrix f16.gguf --text calib.txt --ctx $CTX --chunks "$CALIB_CHUNKS" -t "$THREADS" -o imatrix-edge.gguf >imatrix-edge.log 2>&1
+fi
+
+if [ "$MODE" = calibrate ]; then
+  CAL_CHUNKS="${CAL_CHUNKS:-24}"
+  EDGE_FIT_DEBUG=1 "$EDGE" quantize f16.gguf --dry-run --size 1G --imatrix imatrix-edge.gguf \
+    -t "$THREADS" >/dev/null 2>fit-debug.txt
+  for c in token_embd attn_q attn_k attn_v attn_output ffn_gate ffn_up ffn_down; do
+    echo "calibrate: $c at Q4_0, KLD over $CAL_CHUNKS chunks"
+    if [ $c = token_embd ]; then
+      args=(--tensor-type '.=F16' --token-embedding-type Q4_0)
+    else
+      args=(--tensor-type "\\.$c\\.weight\$=Q4_0" --tensor-type '.=F16' --token-embedding-type F16)
+    fi
+    "$EDGE" quantize f16.gguf cal-$c.gguf --type Q8_0 "${args[@]}" -t "$THREADS" >/dev/null
+    "$EDGE" eval cal-$c.gguf --ref f16.gguf --text eval.txt --ctx $CTX --chunks "$CAL_CHUNKS" \
+      -t "$THREADS" --cache-dir "$W/eval-cache" --json >cal-$c.json
+    rm -f cal-$c.gguf
+  done
+  python3 - <<'PY'
+import collections, json
+nmse, weight = collections.defaultdict(float), {}
+for line in open('fit-debug.txt'):
+    p = line.split()
+    if len(p) < 3 or not p[1].startswith('weight='):
+        continue
+    name = p[0]
+    cls = name.split('.')[2] if name.startswith('blk.') else name.split('.')[0]
+    w = float(p[1][7:])
+    weight[cls] = w
+    for c in p[2:]:
+        t, _, loss = c.split(':')
+        if t == 'q4_0':
+            nmse[cls] += float(loss) / w
+rows = []
+for cls in ('token_embd', 'attn_q', 'attn_k', 'attn_v', 'attn_output', 'ffn_gate', 'ffn_up', 'ffn_down'):
+    k = json.load(open(f'cal-{cls}.json'))['kld']
+    rows.append((cls, nmse[cls], k['kld_mean'], k['kld_mean_unc'], k['kld_mean'] / nmse[cls]))
+scale = 0.6 / dict((r[0], r[4]) for r in rows)['attn_q']
+print(f"{'class':12} {'sum NMSE q4_0':>14} {'mean KLD':>18} {'KLD/NMSE':>9} {'measured':>9} {'edge uses':>9}")
+for cls, n, kl, u, r in rows:
+    print(f"{cls:12} {n:14.4e} {kl:10.6f}±{u:.6f} {r:9.4f} {r * scale:9.3f} {weight.get(cls, 0):9.3f}")
+PY
+  exit 0
+fi
+
+if ! keep imatrix-llama.gguf; then
+  echo "bench: llama-imatrix, $CALIB_CHUNKS chunks"
+  "$LI" -m f16.gguf -f calib.txt -c $CTX --chunks "$CALIB_CHUNKS" -t "$THREADS" -o imatrix-llama.gguf >imatrix-llama.log 2>&1
 fi
 echo "bench: llama-quantize Q4_K_M (llama imatrix)"
 "$LQ" --imatrix imatrix-llama.gguf f16.gguf base-q4km.gguf Q4_K_M "$THREADS" >base-q4km.log 2>&1
@@ -117,10 +169,17 @@ BASE_SIZE=$(stat -c %s base-q4km.gguf)
 echo "bench: edge quantize --size $BASE_SIZE (edge imatrix)"
 "$EDGE" quantize f16.gguf edge-fit.gguf --size "$BASE_SIZE" --imatrix imatrix-edge.gguf -t "$THREADS" >edge-fit.log
 EDGE_SIZE=$(stat -c %s edge-fit.gguf)
+# The F16 here is a dequantized Q4_1 (and Q8_0 for token_embd), so Q4_1 and Q5_1 (whose
+# grid holds Q4_1's) reproduce most weights almost exactly, and the fit rightly takes
+# them. A control run without those two shows the fit on weights without that shortcut.
+echo "bench: edge quantize --size $BASE_SIZE without Q4_1/Q5_1 (control)"
+EDGE_FIT_EXCLUDE=q4_1,q5_1 "$EDGE" quantize f16.gguf edge-ctl.gguf --size "$BASE_SIZE" \
+  --imatrix imatrix-edge.gguf -t "$THREADS" >edge-ctl.log
+CTL_SIZE=$(stat -c %s edge-ctl.gguf)
 
 # --- quality --------------------------------------------------------------------------
 echo "bench: edge eval, $EVAL_CHUNKS chunks"
-for m in base-q4km edge-fit; do
+for m in base-q4km edge-fit edge-ctl; do
   "$EDGE" eval $m.gguf --ref f16.gguf --text eval.txt --ctx $CTX --chunks "$EVAL_CHUNKS" \
     -t "$THREADS" --cache-dir "$W/eval-cache" --json >eval-$m.json
 done
@@ -129,7 +188,7 @@ if ! keep kld-base.bin; then
   "$LP" -m f16.gguf -f eval.txt -c $CTX --chunks "$EVAL_CHUNKS" -t "$THREADS" \
     --kl-divergence-base kld-base.bin >ppl-f16.log 2>&1
 fi
-for m in base-q4km edge-fit; do
+for m in base-q4km edge-fit edge-ctl; do
   "$LP" -m $m.gguf -f eval.txt -c $CTX --chunks "$EVAL_CHUNKS" -t "$THREADS" \
     --kl-divergence-base kld-base.bin --kl-divergence >ppl-$m.log 2>&1
 done
@@ -146,9 +205,12 @@ done
 SAME=$(cmp -s tp-llama.gguf tp-edge.gguf && echo yes || echo no)
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 
-python3 - "$BASE_SIZE" "$EDGE_SIZE" "$SAME" "$LOAD" "$THREADS" <<'PY'
+python3 - "$BASE_SIZE" "$EDGE_SIZE" "$CTL_SIZE" "$SAME" "$LOAD" "$THREADS" <<'PY'
 import json, re, statistics as st, sys
-base_size, edge_size, same, load, threads = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+base_size, edge_size, ctl_size = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+same, load, threads = sys.argv[4], sys.argv[5], sys.argv[6]
+MODELS = (('base-q4km', 'llama Q4_K_M+imatrix', base_size), ('edge-fit', 'edge --size', edge_size),
+          ('edge-ctl', 'edge --size, no Q4_1/5_1', ctl_size))
 def lp(m):
     t = open(f'ppl-{m}.log').read()
     g = lambda pat: float(re.search(pat, t).group(1))
@@ -158,30 +220,32 @@ def ee(m):
     d = json.load(open(f'eval-{m}.json'))
     return {'ppl': d['ppl'], 'ppl_ref': d['kld']['ppl_ref'], 'kld': d['kld']['kld_mean'],
             'kld_unc': d['kld']['kld_mean_unc'], 'same_top': d['kld']['same_top_pct']}
-E = {m: ee(m) for m in ('base-q4km', 'edge-fit')}
-L = {m: lp(m) for m in ('base-q4km', 'edge-fit')}
+E = {m: ee(m) for m, _, _ in MODELS}
+L = {m: lp(m) for m, _, _ in MODELS}
 times = {'llama': [], 'edge': []}
 for line in open('times.txt'):
     k, v = line.split()
     times[k].append(float(v))
-mix = {}
-for line in open('edge-fit.log'):
-    p = line.split()
-    if len(p) >= 7 and p[1].isdigit():
-        mix[p[0]] = ' '.join(p[6:])
+def mix(log):
+    out = {}
+    for line in open(log):
+        p = line.split()
+        if len(p) >= 7 and p[1].isdigit() and p[0] != 'norm':
+            out[p[0]] = ' '.join(p[6:])
+    return '; '.join(f"{k} {v}" for k, v in out.items())
 print()
 print(f"SmolLM2-135M-Instruct, reference F16 PPL {E['base-q4km']['ppl_ref']:.4f} (edge eval) / "
       f"{L['base-q4km']['ppl_ref']:.4f} (llama-perplexity)")
-print(f"{'':22} {'bytes':>11} {'KLD edge eval':>16} {'KLD llama-ppl':>14} {'PPL edge':>9} {'PPL llama':>9} {'same top':>9}")
-for m, name in (('base-q4km', 'llama Q4_K_M+imatrix'), ('edge-fit', 'edge --size')):
-    size = base_size if m == 'base-q4km' else edge_size
-    print(f"{name:22} {size:>11} {E[m]['kld']:>9.6f}±{E[m]['kld_unc']:.6f} {L[m]['kld']:>14.6f} "
+print(f"{'':26} {'bytes':>11} {'KLD edge eval':>17} {'KLD llama-ppl':>14} {'PPL edge':>9} {'PPL llama':>9} {'same top':>9}")
+for m, name, size in MODELS:
+    print(f"{name:26} {size:>11} {E[m]['kld']:>8.6f}±{E[m]['kld_unc']:.6f} {L[m]['kld']:>14.6f} "
           f"{E[m]['ppl']:>9.4f} {L[m]['ppl']:>9.4f} {E[m]['same_top']:>8.2f}%")
-re_, rl = E['edge-fit']['kld'] / E['base-q4km']['kld'], L['edge-fit']['kld'] / L['base-q4km']['kld']
-print(f"edge mix: " + '; '.join(f"{k} {v}" for k, v in mix.items() if k != 'norm'))
-print(f"KLD ratio edge/baseline: {re_:.3f} (edge eval), {rl:.3f} (llama-perplexity)   target <= 0.75: "
-      f"{'met' if max(re_, rl) <= 0.75 else 'MISSED'}")
-print(f"size ratio edge/baseline: {edge_size / base_size:.4f}")
+print(f"edge mix:    {mix('edge-fit.log')}")
+print(f"control mix: {mix('edge-ctl.log')}")
+for m, name, size in MODELS[1:]:
+    re_, rl = E[m]['kld'] / E['base-q4km']['kld'], L[m]['kld'] / L['base-q4km']['kld']
+    print(f"{name}: KLD ratio to the baseline {re_:.3f} (edge eval), {rl:.3f} (llama-perplexity), "
+          f"size ratio {size / base_size:.4f}   target <= 0.75: {'met' if max(re_, rl) <= 0.75 else 'MISSED'}")
 lm, em = st.mean(times['llama']), st.mean(times['edge'])
 print(f"quantize F16->Q4_K_M, {threads} threads: llama-quantize {lm:.2f}s, edge {em:.2f}s "
       f"(rounds llama {[round(x, 2) for x in times['llama']]}, edge {[round(x, 2) for x in times['edge']]})")

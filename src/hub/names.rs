@@ -487,7 +487,9 @@ impl fmt::Display for ChooseError {
             }
             ChooseError::NoneFits { budget, smallest } => write!(
                 f,
-                "no quant fits in {budget} bytes (the smallest is {smallest} bytes)"
+                "no quant fits this machine ({} for weights; the smallest file is {}); name one with :QUANT to pull it anyway, or see `edge plan`",
+                crate::term::human_bytes(*budget),
+                crate::term::human_bytes(*smallest)
             ),
         }
     }

@@ -234,6 +234,15 @@ fn capacity(profile: &DeviceProfile, req: &PlanRequest) -> Capacity {
     }
 }
 
+/// Upper bound on the weight bytes a plan can fit on `profile` with the default request:
+/// VRAM (dedicated) plus RAM, less 1.5 GiB or 10 % for the KV cache and compute buffers
+/// of a default context. Used to pick the best quant that fits before downloading.
+pub fn max_weight_bytes(profile: &DeviceProfile) -> u64 {
+    let cap = capacity(profile, &PlanRequest::default());
+    let total = cap.ram + if cap.unified { 0 } else { cap.vram };
+    total.saturating_sub((total / 10).max(3 << 29))
+}
+
 /// Plans `shape` on `profile`. Pure: no I/O, no llama.cpp. A plan that does not fit
 /// carries a reason and suggestions.
 pub fn plan(shape: &ModelShape, profile: &DeviceProfile, req: &PlanRequest) -> Plan {

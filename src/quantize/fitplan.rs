@@ -78,6 +78,20 @@ fn nominal_nmse(type_id: u32) -> f64 {
     family * 4f64.powf(-g.bpw()) * 6.0
 }
 
+/// The sensitivity of a tensor class in this model (see `edge_quant::sensitivity`).
+fn class_weight(src: &Source, class: TensorClass) -> f64 {
+    let n_layers = src
+        .gguf
+        .arch_u64("block_count")
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(1);
+    sensitivity(
+        class,
+        src.tied_output && class == TensorClass::TokenEmbd,
+        n_layers,
+    )
+}
+
 fn tensor_item(
     src: &Source,
     file: &std::fs::File,
@@ -103,16 +117,7 @@ fn tensor_item(
     let total_rows: u64 = t.dims.iter().skip(1).product();
     let imp = imatrix.and_then(|m| m.get(&t.name));
     let with_im = imp.is_some();
-    let n_layers = src
-        .gguf
-        .arch_u64("block_count")
-        .and_then(|n| u32::try_from(n).ok())
-        .unwrap_or(1);
-    let weight = sensitivity(
-        class,
-        src.tied_output && class == TensorClass::TokenEmbd,
-        n_layers,
-    );
+    let weight = class_weight(src, class);
 
     let mut types: Vec<u32> = CANDIDATES.to_vec();
     if with_im {
@@ -218,7 +223,13 @@ pub fn build_items(
                     format!("{n}:{}:{:.3e}", c.bytes, c.loss)
                 })
                 .collect();
-            eprintln!("{} {}", it.name, c.join(" "));
+            // Loss = sensitivity x NMSE: the weight lets a reader recover the NMSE.
+            eprintln!(
+                "{} weight={} {}",
+                it.name,
+                class_weight(src, it.class),
+                c.join(" ")
+            );
         }
     }
     Ok(items)
