@@ -340,6 +340,8 @@ struct Workload {
     gen_reps: u32,
     n_prompt: u32,
     wide_synth: bool,
+    /// Seconds of tg timing to aim for per model.
+    gen_secs: f64,
 }
 
 impl Workload {
@@ -354,17 +356,19 @@ impl Workload {
                 gen_reps: 3,
                 n_prompt: 32,
                 wide_synth: false,
+                gen_secs: 0.3,
             }
         } else {
             Workload {
                 mem_bytes: 1 << 30,
-                mem_reps: 3,
+                mem_reps: 5,
                 ssd_bytes: 512 << 20,
                 ssd_random_reads: 64,
                 n_gen: 128,
                 gen_reps: 5,
                 n_prompt: 128,
                 wide_synth: true,
+                gen_secs: 1.5,
             }
         }
     }
@@ -515,18 +519,26 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
                 progress: false,
             },
         )?;
-        let samples = run_test(
-            &model,
-            &TestParams {
-                n_prompt: 0,
-                n_gen: work.n_gen,
-                batch_size: 2048,
-                ubatch_size: 512,
-                threads,
-                repetitions: work.gen_reps,
-            },
-            verbose,
-        )?;
+        let tg = |repetitions: u32| {
+            run_test(
+                &model,
+                &TestParams {
+                    n_prompt: 0,
+                    n_gen: work.n_gen,
+                    batch_size: 2048,
+                    ubatch_size: 512,
+                    threads,
+                    repetitions,
+                },
+                verbose,
+            )
+        };
+        // One repetition sizes the rest: small models get more, so that each model is
+        // timed for about `gen_secs`.
+        let mut samples = tg(1)?;
+        let once = samples[0] as f64 / 1e9;
+        let more = ((work.gen_secs / once.max(1e-6)).ceil() as u32).clamp(work.gen_reps, 40);
+        samples.extend(tg(more - 1)?);
         // The median repetition: robust to a run disturbed by other processes.
         let ms = median_ns(samples) / 1e6 / f64::from(work.n_gen);
         progress(&format!("  {:.1} tok/s ({ms:.3} ms/token)", 1e3 / ms));
@@ -775,7 +787,7 @@ fn header(
     ));
     h.push_str("#\n# Sources: measured on this machine.\n");
     h.push_str(&format!(
-        "# - cpu.mem_bandwidth_gbs: {threads} threads summing a buffer, best of 3.\n"
+        "# - cpu.mem_bandwidth_gbs: {threads} threads summing a buffer, best of several runs.\n"
     ));
     match ssd {
         Some(r) => h.push_str(&format!(

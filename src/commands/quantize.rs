@@ -41,7 +41,8 @@ pub struct QuantizeArgs {
     /// Fit to this average bits per weight.
     #[arg(long, value_name = "X")]
     pub bpw: Option<f64>,
-    /// Fit to a device profile (not available yet).
+    /// Fit to a device profile: the largest file the planner can place on it with a
+    /// default context (see `edge profile list`, `edge plan`).
     #[arg(long, value_name = "PROFILE")]
     pub fit: Option<String>,
     /// Importance matrix (llama.cpp GGUF imatrix format, e.g. from `edge imatrix`).
@@ -128,8 +129,14 @@ pub fn run(args: QuantizeArgs, verbose: bool) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    if args.fit.is_some() {
-        bail!("--fit: device profiles are not available yet; use --size BYTES or --bpw X");
+    let mut args = args;
+    if let Some(name) = args.fit.clone() {
+        if args.size.is_some() || args.bpw.is_some() {
+            bail!("--fit sets the size itself; drop --size/--bpw");
+        }
+        if let Some(input) = args.input.clone() {
+            args.size = Some(fit_budget(&input, &name)?);
+        }
     }
     let modes = [
         args.ftype.is_some(),
@@ -646,4 +653,29 @@ mod tests {
         assert!(regex_check("a)").is_err());
         assert!(regex_check("[abc").is_err());
     }
+}
+
+/// Weight bytes that fit `profile` by the planner, for `--fit PROFILE`.
+fn fit_budget(input: &Path, profile: &str) -> Result<u64> {
+    let profile =
+        crate::profile::find_profile(profile, crate::profile::user_profile_dir().as_deref())?;
+    let gguf = crate::commands::plan::open_local(input)?;
+    let shape = crate::planner::ModelShape::from_gguf(&gguf)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| input.display().to_string())?;
+    let budget =
+        crate::planner::place::fitting_weight_bytes(&shape, &profile).ok_or_else(|| {
+            anyhow!(
+                "{}: even at 1 bit per weight this model does not fit {}",
+                input.display(),
+                profile.name
+            )
+        })?;
+    eprintln!(
+        "edge: {} holds {} of weights for this model (planner, default context)",
+        profile.name,
+        human_bytes(budget)
+    );
+    // --size counts the whole file: the header (metadata, tokenizer) comes on top.
+    Ok(budget + gguf.data_offset)
 }

@@ -243,6 +243,37 @@ pub fn max_weight_bytes(profile: &DeviceProfile) -> u64 {
     total.saturating_sub((total / 10).max(3 << 29))
 }
 
+/// The largest total weight size (all tensors scaled alike) for which `shape` still gets
+/// a fitting plan on `profile` with the default request; `None` when not even 1/16 of
+/// the current size fits. For quantize-to-fit a device.
+pub fn fitting_weight_bytes(shape: &ModelShape, profile: &DeviceProfile) -> Option<u64> {
+    let scaled = |f: f64| {
+        let mut s = shape.clone();
+        for t in &mut s.tensors {
+            t.bytes = (t.bytes as f64 * f) as u64;
+        }
+        s.file_bytes = (s.file_bytes as f64 * f) as u64;
+        s
+    };
+    let fits = |f: f64| plan_inner(&scaled(f), profile, &PlanRequest::default()).fits;
+    let (mut lo, mut hi) = (1.0 / 16.0, 1.0);
+    if !fits(lo) {
+        return None;
+    }
+    if fits(hi) {
+        return Some(shape.weight_bytes());
+    }
+    for _ in 0..24 {
+        let mid = (lo + hi) / 2.0;
+        if fits(mid) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Some((shape.weight_bytes() as f64 * lo) as u64)
+}
+
 /// Plans `shape` on `profile`. Pure: no I/O, no llama.cpp. A plan that does not fit
 /// carries a reason and suggestions.
 pub fn plan(shape: &ModelShape, profile: &DeviceProfile, req: &PlanRequest) -> Plan {
