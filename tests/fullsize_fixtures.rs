@@ -261,7 +261,7 @@ fn maverick_has_experts_only_on_its_moe_layers() {
     for il in 0..48u32 {
         let has = |t: &str| names.contains(format!("blk.{il}.{t}.weight").as_str());
         // llama.cpp: layer il is MoE when (il + 1) % interleave_moe_layer_step == 0.
-        let moe = (il + 1) % 2 == 0;
+        let moe = (il + 1).is_multiple_of(2);
         for t in [
             "ffn_gate_inp",
             "ffn_gate_exps",

@@ -262,7 +262,7 @@ fn gguf_bytes(kv: &[(&str, u32, Vec<u8>)], tensors: &[(&str, Vec<u64>)]) -> Vec<
         b.extend_from_slice(&offset.to_le_bytes());
         offset += (dims.iter().product::<u64>() * 4).div_ceil(32) * 32;
     }
-    while b.len() % 32 != 0 {
+    while !b.len().is_multiple_of(32) {
         b.push(0);
     }
     b.resize(b.len() + offset as usize, 0);

@@ -674,6 +674,7 @@ pub fn rpc_add_server(endpoint: &str) -> Result<Vec<String>, String> {
     // SAFETY: `reg` is a valid registry entry returned by ggml; registering it adds its
     // devices to the global list.
     unsafe { llama_cpp_sys_2::ggml_backend_register(reg) };
+    // SAFETY: a read-only query of the device registry.
     let after = unsafe { llama_cpp_sys_2::ggml_backend_dev_count() };
     let mut names = Vec::new();
     for i in before..after {

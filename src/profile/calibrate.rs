@@ -291,7 +291,9 @@ fn read_at(f: &File, buf: &mut [u8], offset: u64) -> Result<()> {
 /// of its time on it and it is most of that model's reads; otherwise its efficiency stays
 /// at the value given (`quant_eff`, `float_eff`).
 pub fn fit_decode(samples: &[DecodeSample], quant_eff: f64, float_eff: f64) -> Fit {
-    let groups: [(&str, fn(&DecodeSample) -> f64, f64); 2] = [
+    // (name, the group's reads in a sample, its efficiency when not fitted)
+    type Group = (&'static str, fn(&DecodeSample) -> f64, f64);
+    let groups: [Group; 2] = [
         ("quantized", |s| s.quant_read_ms, quant_eff),
         ("F32/F16/BF16", |s| s.float_read_ms, float_eff),
     ];
