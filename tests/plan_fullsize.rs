@@ -281,8 +281,10 @@ fn user_pins_with_a_tight_vram_still_fit() {
     }
     assert!(p["tiers"]["vram"]["used"].as_u64().unwrap() <= 3 << 30);
     // The pure planner agrees and keeps density-1 tensors first.
-    let mut pins = Pins::default();
-    pins.n_cpu_moe = Some(2);
+    let pins = Pins {
+        n_cpu_moe: Some(2),
+        ..Pins::default()
+    };
     let gpu = builtin_profiles()
         .into_iter()
         .find(|p| p.name == "rtx4060-8gb")

@@ -630,31 +630,6 @@ fn report(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("1000"), Ok(1000));
-        assert_eq!(parse_size("1.5K"), Ok(1500));
-        assert_eq!(parse_size("2MiB"), Ok(2 << 20));
-        assert_eq!(parse_size("1 GB"), Ok(1_000_000_000));
-        assert!(parse_size("12XB").is_err());
-        assert!(parse_size("-3").is_err());
-        assert!(parse_size("0").is_err());
-    }
-
-    #[test]
-    fn patterns() {
-        assert!(regex_check("ffn_(up|gate)_exps").is_ok());
-        assert!(regex_check("attn_[qkv]\\.weight").is_ok());
-        assert!(regex_check("ffn_(up").is_err());
-        assert!(regex_check("a)").is_err());
-        assert!(regex_check("[abc").is_err());
-    }
-}
-
 /// Weight bytes that fit `profile` by the planner, for `--fit PROFILE`.
 fn fit_budget(input: &Path, profile: &str) -> Result<u64> {
     let profile =
@@ -678,4 +653,29 @@ fn fit_budget(input: &Path, profile: &str) -> Result<u64> {
     );
     // --size counts the whole file: the header (metadata, tokenizer) comes on top.
     Ok(budget + gguf.data_offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert_eq!(parse_size("1.5K"), Ok(1500));
+        assert_eq!(parse_size("2MiB"), Ok(2 << 20));
+        assert_eq!(parse_size("1 GB"), Ok(1_000_000_000));
+        assert!(parse_size("12XB").is_err());
+        assert!(parse_size("-3").is_err());
+        assert!(parse_size("0").is_err());
+    }
+
+    #[test]
+    fn patterns() {
+        assert!(regex_check("ffn_(up|gate)_exps").is_ok());
+        assert!(regex_check("attn_[qkv]\\.weight").is_ok());
+        assert!(regex_check("ffn_(up").is_err());
+        assert!(regex_check("a)").is_err());
+        assert!(regex_check("[abc").is_err());
+    }
 }

@@ -554,21 +554,6 @@ impl Utf8Stream {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::Utf8Stream;
-
-    #[test]
-    fn utf8_split_across_tokens() {
-        let mut d = Utf8Stream::default();
-        let bytes = "日本".as_bytes();
-        assert_eq!(d.push(&bytes[..2]), "");
-        assert_eq!(d.push(&bytes[2..4]), "日");
-        assert_eq!(d.push(&bytes[4..]), "本");
-        assert_eq!(d.push(&[0xff, b'a']), "\u{FFFD}a");
-    }
-}
-
 /// Registers ggml RPC servers as devices (once per endpoint per process) and returns the
 /// free memory they report in total.
 pub fn add_rpc_servers(endpoints: &[String], verbose: bool) -> Result<u64> {
@@ -603,4 +588,19 @@ pub fn add_rpc_servers(endpoints: &[String], verbose: bool) -> Result<u64> {
         .map(|d| d.memory_free as u64)
         .sum();
     Ok(free)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Utf8Stream;
+
+    #[test]
+    fn utf8_split_across_tokens() {
+        let mut d = Utf8Stream::default();
+        let bytes = "日本".as_bytes();
+        assert_eq!(d.push(&bytes[..2]), "");
+        assert_eq!(d.push(&bytes[2..4]), "日");
+        assert_eq!(d.push(&bytes[4..]), "本");
+        assert_eq!(d.push(&[0xff, b'a']), "\u{FFFD}a");
+    }
 }

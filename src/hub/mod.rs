@@ -672,6 +672,30 @@ pub fn installed() -> Result<Vec<(InstalledModel, bool)>> {
         .collect())
 }
 
+/// The installed file for a model name, without pulling anything (`None` when it is not
+/// installed or its files are gone).
+pub fn installed_path(r: &ModelRef) -> Result<Option<PathBuf>> {
+    let store = Store::open()?;
+    let catalog = Catalog::load()?;
+    let key = key_for(r, &catalog)?;
+    let manifest = store.load_manifest()?;
+    Ok(manifest
+        .best(&key.name, key.quant.as_deref(), &key.preferred)
+        .filter(|m| m.files_present())
+        .map(|m| m.path.clone()))
+}
+
+/// The most weight bytes this machine can hold for a plan to fit (VRAM plus RAM, less
+/// room for a default context's KV cache and compute buffers), from its calibrated or
+/// detected profile. `EDGE_PULL_BUDGET` (bytes or sizes like `8GiB`) overrides it.
+fn machine_weight_budget() -> Option<u64> {
+    if let Ok(v) = std::env::var("EDGE_PULL_BUDGET") {
+        return crate::term::parse_size(&v).ok();
+    }
+    let profile = crate::profile::current_profile().ok()?;
+    Some(crate::planner::place::max_weight_bytes(&profile))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -709,28 +733,4 @@ mod tests {
         let e = unknown_name(&key_for(&ollama, &c).unwrap(), &c);
         assert!(e.to_string().contains("did you mean qwen3-0.6b"), "{e}");
     }
-}
-
-/// The installed file for a model name, without pulling anything (`None` when it is not
-/// installed or its files are gone).
-pub fn installed_path(r: &ModelRef) -> Result<Option<PathBuf>> {
-    let store = Store::open()?;
-    let catalog = Catalog::load()?;
-    let key = key_for(r, &catalog)?;
-    let manifest = store.load_manifest()?;
-    Ok(manifest
-        .best(&key.name, key.quant.as_deref(), &key.preferred)
-        .filter(|m| m.files_present())
-        .map(|m| m.path.clone()))
-}
-
-/// The most weight bytes this machine can hold for a plan to fit (VRAM plus RAM, less
-/// room for a default context's KV cache and compute buffers), from its calibrated or
-/// detected profile. `EDGE_PULL_BUDGET` (bytes or sizes like `8GiB`) overrides it.
-fn machine_weight_budget() -> Option<u64> {
-    if let Ok(v) = std::env::var("EDGE_PULL_BUDGET") {
-        return crate::term::parse_size(&v).ok();
-    }
-    let profile = crate::profile::current_profile().ok()?;
-    Some(crate::planner::place::max_weight_bytes(&profile))
 }

@@ -117,12 +117,21 @@ pub fn decode_density(t: &TensorInfo, role: TensorRole, experts: Option<(u64, u6
     }
 }
 
-/// Bytes of weights a single decoded token reads (all tensors, density-weighted).
+/// Bytes of weights a single decoded token reads (all tensors, density-weighted). A tied
+/// output head (no `output.weight`) is token_embd read whole for every token.
 pub fn decode_read_bytes(gguf: &GgufFile) -> u64 {
     let experts = expert_counts(gguf);
+    let tied = !gguf.tensors.iter().any(|t| t.name == "output.weight");
     gguf.tensors
         .iter()
-        .map(|t| decode_density(t, role_of(&t.name), experts) * t.bytes as f64)
+        .map(|t| {
+            let role = role_of(&t.name);
+            let mut density = decode_density(t, role, experts);
+            if tied && role == TensorRole::TokenEmbd {
+                density += 1.0;
+            }
+            density * t.bytes as f64
+        })
         .sum::<f64>()
         .round() as u64
 }

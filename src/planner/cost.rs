@@ -73,6 +73,10 @@ pub fn predict(shape: &ModelShape, profile: &DeviceProfile, plan: &Plan) -> Pred
 
     // ---- decode ----
     let mut read = [0f64; 3]; // vram, ram, ssd bytes per token
+                              // CPU-side reads cost by weight type: on few cores decode is bound by dequantizing,
+                              // so quantized weights stream at a lower share of the bandwidth than F16 does
+                              // (`efficiency.cpu_type_bandwidth`, fitted by `edge profile calibrate`).
+    let mut t_cpu = 0f64;
     let mut layer_has_cpu = vec![false; n_layer];
     for t in &plan.tensors {
         let slot = match t.tier {
@@ -80,7 +84,22 @@ pub fn predict(shape: &ModelShape, profile: &DeviceProfile, plan: &Plan) -> Pred
             Tier::Ram => 1,
             Tier::Ssd => 2,
         };
-        read[slot] += t.density * t.bytes as f64;
+        let bytes = t.density * t.bytes as f64;
+        read[slot] += bytes;
+        if t.tier != Tier::Vram {
+            t_cpu += profile.cpu_read_ms(&t.ggml_type, bytes);
+        }
+        // A tied output head is token_embd itself: every token multiplies by all of it,
+        // on the GPU copy when the output layer is offloaded, else on the CPU.
+        if shape.tied_output && t.role == TensorRole::TokenEmbd {
+            let whole = t.bytes as f64;
+            if plan.llama.n_gpu_layers >= 1 {
+                read[0] += whole;
+            } else {
+                read[slot] += whole;
+                t_cpu += profile.cpu_read_ms(&t.ggml_type, whole);
+            }
+        }
         if t.tier != Tier::Vram && t.role != TensorRole::TokenEmbd {
             if let Some(il) = t.layer {
                 if (il as usize) < n_layer {
@@ -99,7 +118,7 @@ pub fn predict(shape: &ModelShape, profile: &DeviceProfile, plan: &Plan) -> Pred
         kv_read[if on_gpu { 0 } else { 1 }] += per_cell * depth as f64;
     }
     let t_gpu = (read[0] + kv_read[0]) / per_ms(gpu_bw * gpu_eff);
-    let t_cpu = (read[1] + read[2] + kv_read[1]) / per_ms(cpu_bw * e.cpu_bandwidth);
+    t_cpu += profile.cpu_read_ms("F16", kv_read[1]);
     let t_ssd = read[2] / per_ms(profile.ssd.rand_read_gbs);
     let cpu_layers = if has_gpu {
         layer_has_cpu.iter().filter(|&&c| c).count()
@@ -145,11 +164,12 @@ pub fn predict(shape: &ModelShape, profile: &DeviceProfile, plan: &Plan) -> Pred
         "ram reads",
         t_cpu,
         format!(
-            "{:.0} MB weights + {:.1} MB KV at {:.0} GB/s x {:.2}",
+            "{:.0} MB weights + {:.1} MB KV at {:.0} GB/s x {:.2} ({:.2} for F16)",
             (read[1] + read[2]) / 1e6,
             kv_read[1] / 1e6,
             cpu_bw,
-            e.cpu_bandwidth
+            e.cpu_bandwidth,
+            e.cpu_bandwidth_for("F16")
         ),
     ));
     if read[2] > 0.0 {

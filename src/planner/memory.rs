@@ -48,10 +48,9 @@ pub fn kv_type_usable(shape: &ModelShape, ty: KvType, flash_attn: bool) -> bool 
         return true;
     }
     flash_attn
-        && shape
-            .n_head_kv
-            .iter()
-            .all(|&h| (h * shape.head_dim_k) % 32 == 0 && (h * shape.head_dim_v) % 32 == 0)
+        && shape.n_head_kv.iter().all(|&h| {
+            (h * shape.head_dim_k).is_multiple_of(32) && (h * shape.head_dim_v).is_multiple_of(32)
+        })
 }
 
 /// Compute-buffer bytes for the whole graph on one device, at `n_ubatch` tokens per

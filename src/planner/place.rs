@@ -132,6 +132,8 @@ pub struct PlacedTensor {
     pub n_elements: u64,
     #[serde(skip)]
     pub pinned: bool,
+    #[serde(skip)]
+    pub ggml_type: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -404,6 +406,7 @@ fn place(
             density: t.density,
             n_elements: t.n_elements,
             pinned: req.pins.forces_cpu(t),
+            ggml_type: t.ggml_type.clone(),
         })
         .collect();
     let kv_per_layer: Vec<u64> = (0..n_layer)
