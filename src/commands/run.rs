@@ -100,7 +100,10 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<ExitCode> {
         &KvOptions {
             type_k: Some(plan.llama.type_k),
             type_v: Some(plan.llama.type_v),
-            flash_attn: Some(plan.llama.flash_attn),
+            // llama.cpp's "auto" turns flash attention on where the backend supports
+            // it; a quantized V cache needs it, so then it is required.
+            flash_attn: (plan.llama.flash_attn && plan.llama.type_v != crate::planner::KvType::F16)
+                .then_some(true),
         },
     )?;
 
