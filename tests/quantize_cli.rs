@@ -351,7 +351,7 @@ fn bad_inputs_fail_cleanly_without_output() {
     for (args, msg) in [
         (vec!["--type", "Q9_K"], "unknown file type"),
         (vec!["--recipe", "nope"], "unknown recipe"),
-        (vec!["--fit", "laptop"], "profiles are not available"),
+        (vec!["--fit", "laptop"], "unknown profile"),
         (vec!["--type", "Q4_0", "--size", "1G"], "alternatives"),
         (
             vec!["--type", "Q4_0", "--tensor-type", "ffn_(up=Q4_0"],
