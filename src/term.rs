@@ -89,3 +89,31 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     }
     Ok(bytes as u64)
 }
+
+/// Prints aligned columns (the last one unpadded), header first.
+pub fn print_table<const N: usize>(head: &[&str; N], rows: &[[String; N]]) {
+    let mut width = [0usize; N];
+    for (i, h) in head.iter().enumerate() {
+        width[i] = h.len();
+    }
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            width[i] = width[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == N {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = width[i]));
+            }
+        }
+        println!("{}", s.trim_end());
+    };
+    line(head.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+}

@@ -10,6 +10,7 @@ use crate::catalog::Catalog;
 use crate::hub::installed;
 use crate::hub::store::ModelSource;
 use crate::term::human_bytes;
+use crate::term::print_table;
 
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
@@ -104,31 +105,4 @@ fn list_catalog(json: bool) -> Result<ExitCode> {
         .collect();
     print_table(&["NAME", "PARAMS", "THINKING", "REPO"], &rows);
     Ok(ExitCode::SUCCESS)
-}
-
-fn print_table<const N: usize>(head: &[&str; N], rows: &[[String; N]]) {
-    let mut width = [0usize; N];
-    for (i, h) in head.iter().enumerate() {
-        width[i] = h.len();
-    }
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            width[i] = width[i].max(c.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i + 1 == N {
-                s.push_str(c);
-            } else {
-                s.push_str(&format!("{c:<w$}  ", w = width[i]));
-            }
-        }
-        println!("{}", s.trim_end());
-    };
-    line(head.to_vec());
-    for r in rows {
-        line(r.iter().map(String::as_str).collect());
-    }
 }

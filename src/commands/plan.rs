@@ -3,7 +3,7 @@
 //! a local or header-only GGUF, or a name that is not downloaded yet (its header is read
 //! over HTTP Range requests).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -11,6 +11,7 @@ use clap::Args;
 
 use crate::gguf_info::GgufFile;
 use crate::hub::names::ModelRef;
+use crate::hub::remote_header::{merge_shards, shard_paths};
 use crate::planner::{plan, CpuPin, KvType, ModelShape, Pins, Plan, PlanRequest};
 use crate::profile::DeviceProfile;
 use crate::term::{human_bytes, parse_size};
@@ -188,39 +189,29 @@ fn model_header(model: &str) -> Result<(String, GgufFile)> {
     }
 }
 
-/// Opens a local GGUF header; for a split model, merges every shard's tensor table.
+/// Opens a local GGUF header; for a split model, merges every shard's tensor table (the
+/// same naming and checks as a remote split model).
 pub fn open_local(path: &Path) -> Result<GgufFile> {
-    let mut gguf = GgufFile::open_header(path).with_context(|| path.display().to_string())?;
+    let gguf = GgufFile::open_header(path).with_context(|| path.display().to_string())?;
     let count = gguf.get_u64("split.count").unwrap_or(1);
-    if count > 1 {
-        for shard in shard_paths(path, count)?.into_iter().skip(1) {
-            let part = GgufFile::open_header(&shard)
-                .with_context(|| format!("shard {} of {}", shard.display(), path.display()))?;
-            gguf.file_size += part.file_size;
-            gguf.tensors.extend(part.tensors);
-        }
+    if count <= 1 {
+        return Ok(gguf);
     }
-    Ok(gguf)
-}
-
-/// `NAME-00001-of-00003.gguf` -> the paths of all shards.
-fn shard_paths(first: &Path, count: u64) -> Result<Vec<PathBuf>> {
-    let name = first
+    let name = path
         .file_name()
         .and_then(|n| n.to_str())
-        .ok_or_else(|| anyhow!("{}: not a file name", first.display()))?;
-    let suffix = format!("-of-{count:05}.gguf");
-    let stem = name
-        .strip_suffix(&suffix)
-        .and_then(|s| s.get(..s.len().saturating_sub(6)))
-        .filter(|_| name.len() > suffix.len() + 6)
-        .ok_or_else(|| {
-            anyhow!(
-                "{}: split.count is {count} but the name does not end in -NNNNN{suffix}",
-                first.display()
-            )
-        })?;
-    Ok((1..=count)
-        .map(|i| first.with_file_name(format!("{stem}-{i:05}{suffix}")))
-        .collect())
+        .ok_or_else(|| anyhow!("{}: not a file name", path.display()))?;
+    let names = shard_paths(name, count)?;
+    let first_size = gguf.file_size;
+    let mut shards = vec![(gguf, first_size)];
+    for shard in names.iter().skip(1) {
+        let shard = path.with_file_name(shard);
+        let part = GgufFile::open_header(&shard)
+            .with_context(|| format!("shard {} of {}", shard.display(), path.display()))?;
+        let size = part.file_size;
+        shards.push((part, size));
+    }
+    merge_shards(&names, shards)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| path.display().to_string())
 }

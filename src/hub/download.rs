@@ -496,7 +496,7 @@ fn describe_io(e: &io::Error, opts: &DownloadOptions) -> String {
 }
 
 /// `bytes A-B/TOTAL` (TOTAL may be `*`).
-fn parse_content_range(v: &str) -> Option<(u64, u64, Option<u64>)> {
+pub(super) fn parse_content_range(v: &str) -> Option<(u64, u64, Option<u64>)> {
     let rest = v.trim().strip_prefix("bytes")?.trim_start();
     let (range, total) = rest.split_once('/')?;
     let (a, b) = range.split_once('-')?;
@@ -682,6 +682,7 @@ mod tests {
             Some((0, 9, Some(100)))
         );
         assert_eq!(parse_content_range("bytes 5-9/*"), Some((5, 9, None)));
+        assert_eq!(parse_content_range("bytes */100"), None);
         assert_eq!(parse_content_range("items 0-1/2"), None);
         assert_eq!(parse_content_range("bytes x-1/2"), None);
     }

@@ -17,7 +17,7 @@ use std::io::Read;
 use anyhow::{anyhow, bail, ensure, Context, Result};
 
 use super::api::{offline_from_env, HubClient, HubError};
-use super::download::{DownloadOptions, Target};
+use super::download::{parse_content_range, DownloadOptions, Target};
 use super::names::{choose_option, gguf_options, split_name, ModelRef, RepoId};
 use super::{key_for, unknown_name, with_misses};
 use crate::catalog::Catalog;
@@ -571,20 +571,6 @@ impl ByteSource for HttpSource<'_> {
     }
 }
 
-/// `bytes A-B/TOTAL` (TOTAL may be `*`).
-fn parse_content_range(v: &str) -> Option<(u64, u64, Option<u64>)> {
-    let rest = v.trim().strip_prefix("bytes")?.trim_start();
-    let (range, total) = rest.split_once('/')?;
-    let (a, b) = range.split_once('-')?;
-    let a = a.trim().parse().ok()?;
-    let b = b.trim().parse().ok()?;
-    let total = match total.trim() {
-        "*" => None,
-        t => Some(t.parse().ok()?),
-    };
-    Some((a, b, total))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -629,15 +615,5 @@ mod tests {
         assert!(shard_paths("M-00002-of-00003.gguf", 3).is_err());
         assert!(shard_paths("M-00001-of-00002.gguf", 3).is_err());
         assert!(shard_paths("M.gguf", 2).is_err());
-    }
-
-    #[test]
-    fn content_ranges() {
-        assert_eq!(
-            parse_content_range("bytes 0-9/100"),
-            Some((0, 9, Some(100)))
-        );
-        assert_eq!(parse_content_range("bytes 5-9/*"), Some((5, 9, None)));
-        assert_eq!(parse_content_range("bytes */100"), None);
     }
 }

@@ -87,45 +87,20 @@ pub fn render(plan: &Plan, title: &str) -> String {
             human_bytes(*bytes)
         );
     }
-    if plan.kv.vram_bytes > 0 {
-        let _ = writeln!(
-            out,
-            "  {:<18} {:<5} {:>8} {:>12}",
-            "KV cache",
-            "vram",
-            "",
-            human_bytes(plan.kv.vram_bytes)
-        );
-    }
-    if plan.kv.ram_bytes > 0 {
-        let _ = writeln!(
-            out,
-            "  {:<18} {:<5} {:>8} {:>12}",
-            "KV cache",
-            "ram",
-            "",
-            human_bytes(plan.kv.ram_bytes)
-        );
-    }
-    if plan.compute.vram_bytes > 0 {
-        let _ = writeln!(
-            out,
-            "  {:<18} {:<5} {:>8} {:>12}",
-            "compute buffers",
-            "vram",
-            "",
-            human_bytes(plan.compute.vram_bytes)
-        );
-    }
-    if plan.compute.ram_bytes > 0 {
-        let _ = writeln!(
-            out,
-            "  {:<18} {:<5} {:>8} {:>12}",
-            "compute buffers",
-            "ram",
-            "",
-            human_bytes(plan.compute.ram_bytes)
-        );
+    for (what, tier, bytes) in [
+        ("KV cache", "vram", plan.kv.vram_bytes),
+        ("KV cache", "ram", plan.kv.ram_bytes),
+        ("compute buffers", "vram", plan.compute.vram_bytes),
+        ("compute buffers", "ram", plan.compute.ram_bytes),
+    ] {
+        if bytes > 0 {
+            let _ = writeln!(
+                out,
+                "  {what:<18} {tier:<5} {:>8} {:>12}",
+                "",
+                human_bytes(bytes)
+            );
+        }
     }
     let _ = writeln!(out);
     let tier_line = |name: &str, used: u64, cap: u64| {
