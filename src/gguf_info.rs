@@ -702,6 +702,14 @@ pub fn check_loadable(gguf: &GgufFile) -> Result<(), String> {
             return Err(format!("GGUF metadata lacks {arch}.{required}"));
         }
     }
+    // llama.cpp gives llama4 chunked attention on 3 of every 4 layers; with fewer than 4
+    // layers its global-attention KV cache has no layer and decoding aborts the process.
+    let n_layer = gguf.arch_u64("block_count").unwrap_or(0);
+    if arch == "llama4" && n_layer < 4 && gguf.arch_u64("attention.sliding_window") != Some(0) {
+        return Err(format!(
+            "llama4 model with {n_layer} layers: llama.cpp needs at least 4 (every 4th layer is the global-attention one)"
+        ));
+    }
     if gguf.tensors.is_empty() {
         return Err("GGUF has no tensors (a header-only file cannot be run)".into());
     }

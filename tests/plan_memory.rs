@@ -1,7 +1,8 @@
 //! Acceptance: the planner's predicted model-weight, KV-cache and compute-buffer bytes
 //! match what llama.cpp allocates (read from its own load log), within 3 % or 1 MiB,
 //! for the real SmolLM2 model and the synthetic qwen3, qwen3moe and llama4 models at
-//! ctx 512, 4096 and the model's maximum.
+//! ctx 512, 4096 and the model's maximum. The decode graph's node count, which the cost
+//! model charges per-node overheads on, must equal the one llama.cpp reports.
 
 mod common;
 
@@ -11,8 +12,9 @@ use serde_json::Value;
 
 const MIB: f64 = 1024.0 * 1024.0;
 
-/// (weights, kv, compute) in MiB as the plan predicts them for a CPU-only device.
-fn predicted(model: &str, ctx: u64) -> (f64, f64, f64) {
+/// (weights, kv, compute) in MiB as the plan predicts them for a CPU-only device, and the
+/// graph's node count.
+fn predicted(model: &str, ctx: u64) -> ((f64, f64, f64), u64) {
     let o = run_edge(&[
         "plan",
         model,
@@ -33,14 +35,17 @@ fn predicted(model: &str, ctx: u64) -> (f64, f64, f64) {
         .map(|t| t["bytes"].as_u64().unwrap())
         .sum();
     (
-        weights as f64 / MIB,
-        p["kv"]["bytes"].as_u64().unwrap() as f64 / MIB,
-        p["compute"]["ram_bytes"].as_u64().unwrap() as f64 / MIB,
+        (
+            weights as f64 / MIB,
+            p["kv"]["bytes"].as_u64().unwrap() as f64 / MIB,
+            p["compute"]["ram_bytes"].as_u64().unwrap() as f64 / MIB,
+        ),
+        p["predicted"]["graph_nodes"].as_u64().unwrap(),
     )
 }
 
-/// The same three as llama.cpp reports them when `edge run` loads the model with the plan.
-fn allocated(model: &str, ctx: u64) -> (f64, f64, f64) {
+/// The same as llama.cpp reports them when `edge run` loads the model with the plan.
+fn allocated(model: &str, ctx: u64) -> ((f64, f64, f64), u64) {
     let o = run_edge(&[
         "run",
         "-v",
@@ -70,10 +75,20 @@ fn allocated(model: &str, ctx: u64) -> (f64, f64, f64) {
         .filter_map(|l| l.split('=').nth(1))
         .filter_map(|v| v.trim().trim_end_matches("MiB").trim().parse::<f64>().ok())
         .sum();
+    // "sched_reserve: graph: nodes = 111, splits = 1, ..."
+    let nodes = log
+        .lines()
+        .filter_map(|l| l.split("graph: nodes = ").nth(1))
+        .filter_map(|v| v.split(',').next()?.trim().parse::<u64>().ok())
+        .next_back()
+        .expect("llama.cpp's graph node count in the log");
     (
-        sum("model buffer size ="),
-        sum("KV buffer size ="),
-        reserve_compute,
+        (
+            sum("model buffer size ="),
+            sum("KV buffer size ="),
+            reserve_compute,
+        ),
+        nodes,
     )
 }
 
@@ -87,9 +102,10 @@ fn close(what: &str, predicted: f64, actual: f64) {
 
 fn check(model: &str, contexts: &[u64]) {
     for &ctx in contexts {
-        let p = predicted(model, ctx);
-        let a = allocated(model, ctx);
+        let (p, p_nodes) = predicted(model, ctx);
+        let (a, a_nodes) = allocated(model, ctx);
         eprintln!("{model} ctx {ctx}: predicted {p:?} allocated {a:?}");
+        assert_eq!(p_nodes, a_nodes, "{model}: decode graph nodes");
         assert!(
             a.0 > 0.0 && a.1 > 0.0 && a.2 > 0.0,
             "missing llama.cpp report: {a:?}"

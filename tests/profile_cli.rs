@@ -157,15 +157,32 @@ fn detect_describes_this_machine() {
 fn calibrate_quick_saves_this_machine() {
     let home = tempfile::tempdir().unwrap();
     let model = smollm2();
+    let held_out = synth_model(edge::synth::SynthArch::Llama4);
     let o = profile_cmd(
         home.path(),
-        &["calibrate", "--quick", "--model", model.to_str().unwrap()],
+        &[
+            "calibrate",
+            "--quick",
+            "--model",
+            model.to_str().unwrap(),
+            "--validate",
+            held_out.to_str().unwrap(),
+        ],
     );
     let out = ok(&o);
     assert!(
-        out.contains("| model | layers | read/token | measured tok/s | predicted tok/s | error |"),
+        out.contains(
+            "| model | layers | graph nodes | read/token | measured tok/s | predicted tok/s | error |"
+        ),
         "{out}"
     );
+    // The held-out model is timed and checked against `edge plan`, not fitted.
+    let held_row = out
+        .lines()
+        .find(|l| l.contains("(held out)"))
+        .unwrap_or_else(|| panic!("no held-out row:\n{out}"));
+    assert!(held_row.contains("| 4 | 170 |"), "{held_row}");
+    assert!(out.contains("held-out models: `edge plan` within"), "{out}");
     let smol_row = out
         .lines()
         .find(|l| l.starts_with("| smollm2-135m-instruct-q4_1.gguf |"))

@@ -18,13 +18,14 @@ use crate::engine::{default_threads, LoadOptions, Model};
 use crate::gguf_info::GgufFile;
 use crate::planner::{plan as plan_model, ModelShape, PlanRequest};
 use crate::profile::calibrate::{
-    decode_reads_by_type, fit_decode, is_float_type, kv_read_bytes, measure_mem_bandwidth,
-    measure_ssd, DecodeSample, Fit, SsdResult, FLOAT_TYPES,
+    decode_reads_by_type, fit_decode, kv_read_bytes, measure_mem_bandwidth, measure_ssd,
+    DecodeSample, Fit, ReadGroup, SsdResult, FLOAT_TYPES, LEGACY_QUANT_TYPES,
 };
 use crate::profile::detect::{
     default_efficiency, detect, detect_hardware, load_this_machine, same_machine, Detection,
     THIS_MACHINE,
 };
+use crate::profile::OverheadCounts;
 use crate::profile::{
     all_profiles, find_profile, user_profile_dir, DeviceProfile, GpuSpec, ProfileOrigin, SsdSpec,
 };
@@ -73,6 +74,10 @@ pub struct CalibrateArgs {
     /// from target/test-data or the store, when there. Synthetic models are always added.
     #[arg(long = "model", value_name = "PATH")]
     pub models: Vec<String>,
+    /// Also time this GGUF in the same rounds, held out of the fit, and report how far
+    /// `edge plan`'s prediction with the new profile is from it; repeatable.
+    #[arg(long = "validate", value_name = "PATH")]
+    pub validate: Vec<String>,
     /// Small buffers and few tokens: seconds instead of about a minute, less precise.
     #[arg(long)]
     pub quick: bool,
@@ -247,8 +252,8 @@ fn print_summary(p: &DeviceProfile) {
         e.gpu_bandwidth, e.cpu_bandwidth, e.gpu_compute, e.cpu_compute
     );
     println!(
-        "  overheads     {:.3} ms per token, {:.4} ms per layer, {:.2} ms per GPU<->CPU sync",
-        e.token_overhead_ms, e.layer_overhead_ms, e.sync_ms
+        "  overheads     {:.3} ms per token, {:.4} ms per layer, {:.2} us per graph node, {:.2} ms per GPU<->CPU sync",
+        e.token_overhead_ms, e.layer_overhead_ms, e.node_overhead_ms * 1e3, e.sync_ms
     );
 }
 
@@ -316,6 +321,8 @@ struct Workload {
     wide_synth: bool,
     /// Seconds of tg timing to aim for per model.
     gen_secs: f64,
+    /// Interleaved timing rounds over all models.
+    rounds: u32,
 }
 
 impl Workload {
@@ -331,6 +338,7 @@ impl Workload {
                 n_prompt: 32,
                 wide_synth: false,
                 gen_secs: 0.3,
+                rounds: 1,
             }
         } else {
             Workload {
@@ -342,7 +350,8 @@ impl Workload {
                 gen_reps: 5,
                 n_prompt: 128,
                 wide_synth: true,
-                gen_secs: 1.5,
+                gen_secs: 3.0,
+                rounds: 3,
             }
         }
     }
@@ -351,9 +360,17 @@ impl Workload {
 #[derive(Debug, Clone, Serialize)]
 struct ModelRun {
     label: String,
+    /// Timed for `--validate`, not used in the fit.
+    held_out: bool,
     path: PathBuf,
     architecture: String,
     n_layer: u64,
+    /// Nodes of llama.cpp's decode graph.
+    n_nodes: u64,
+    /// The same when the graph is rebuilt every token (llama4), else 0.
+    rebuilt_nodes: u64,
+    /// Routed-expert matrices read per token.
+    expert_slices: u64,
     /// Weight bytes one token reads, per ggml type (tied output head included).
     reads_by_type: BTreeMap<String, f64>,
     /// KV-cache bytes one token reads at the mean depth of the timed decode.
@@ -470,22 +487,62 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
         write_gguf(&spec, &path).with_context(|| format!("writing the synthetic model {label}"))?;
         models.push((format!("synth {label}"), path));
     }
+    if work.wide_synth {
+        // K-quant models, dense and MoE: most GGUFs are Q4_K_M, and K-quants dequantize
+        // at their own rate (efficiency.cpu_bandwidth).
+        let q4_k_m = edge_quant::types::file_type_by_name("Q4_K_M")
+            .ok_or_else(|| anyhow!("Q4_K_M is missing from the file-type table"))?;
+        let params = crate::engine::ffi::QuantizeParams {
+            ftype: q4_k_m.ftype,
+            threads: threads as i32,
+            ..Default::default()
+        };
+        for label in ["qwen3-wide", "qwen3moe-wide"] {
+            let source = synth_dir.path().join(format!("{label}.gguf"));
+            let quantized = synth_dir.path().join(format!("{label}-q4_k_m.gguf"));
+            progress(&format!("quantizing synth {label} to Q4_K_M"));
+            crate::engine::ffi::model_quantize(
+                &source,
+                &quantized,
+                &params,
+                Box::new(|_: &str| {}),
+            )
+            .map_err(|e| anyhow!("quantizing the synthetic model {label}: {e}"))?;
+            models.push((format!("synth {label}-q4_k_m"), quantized));
+        }
+    }
+    let n_fit = models.len();
+    for m in &args.validate {
+        let path = crate::resolve::resolve_model(m)?;
+        let label = path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_else(|| m.clone());
+        models.push((label, path));
+    }
     let mut runs = Vec::new();
     let mut shapes = Vec::new();
     let mut prefill_gflops = None;
+    let tg = |model: &Model, repetitions: u32| {
+        run_test(
+            model,
+            &TestParams {
+                n_prompt: 0,
+                n_gen: work.n_gen,
+                batch_size: 2048,
+                ubatch_size: 512,
+                threads,
+                repetitions,
+            },
+            verbose,
+        )
+    };
+    // Load every model and size its repetitions: one timed run each, small models get
+    // more, so that each model is timed for about `gen_secs` in all.
+    let mut loaded: Vec<(Model, u32, Vec<u64>)> = Vec::new();
     for (i, (label, path)) in models.iter().enumerate() {
         check()?;
-        progress(&format!("decode: {label} ({} tokens)", work.n_gen));
-        let gguf = GgufFile::open(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-        let reads_by_type = decode_reads_by_type(&gguf);
-        let shape = ModelShape::from_gguf(&gguf).ok();
-        // The mean context depth of a tg run of n_gen tokens.
-        let depth = u64::from(work.n_gen / 2);
-        let kv_read = shape.as_ref().map_or(0.0, |s| kv_read_bytes(s, depth));
-        let n_layer = match &shape {
-            Some(s) => u64::from(s.n_layer),
-            None => gguf.arch_u64("block_count").unwrap_or(0),
-        };
+        progress(&format!("load: {label}"));
         let model = Model::load(
             path,
             &LoadOptions {
@@ -493,29 +550,9 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
                 progress: false,
             },
         )?;
-        let tg = |repetitions: u32| {
-            run_test(
-                &model,
-                &TestParams {
-                    n_prompt: 0,
-                    n_gen: work.n_gen,
-                    batch_size: 2048,
-                    ubatch_size: 512,
-                    threads,
-                    repetitions,
-                },
-                verbose,
-            )
-        };
-        // One repetition sizes the rest: small models get more, so that each model is
-        // timed for about `gen_secs`.
-        let mut samples = tg(1)?;
-        let once = samples[0] as f64 / 1e9;
-        let more = ((work.gen_secs / once.max(1e-6)).ceil() as u32).clamp(work.gen_reps, 40);
-        samples.extend(tg(more - 1)?);
-        // The median repetition: robust to a run disturbed by other processes.
-        let ms = median_ns(samples) / 1e6 / f64::from(work.n_gen);
-        progress(&format!("  {:.1} tok/s ({ms:.3} ms/token)", 1e3 / ms));
+        let first = tg(&model, 1)?;
+        let once = first[0] as f64 / 1e9;
+        let reps = ((work.gen_secs / once.max(1e-6)).ceil() as u32).clamp(work.gen_reps, 40);
         if i == 0 && n_real > 0 {
             // Prefill on the first real model gives the CPU matmul rate.
             let pp = run_test(
@@ -538,12 +575,62 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
             ));
             prefill_gflops = Some((label.clone(), tok_s, gflops));
         }
+        loaded.push((model, reps, Vec::new()));
+    }
+    // Time the models in interleaved rounds: a machine whose speed drifts for a minute
+    // (other tenants, clocks) then shifts every model alike instead of one.
+    for round in 0..work.rounds {
+        for ((label, _), (model, reps, samples)) in models.iter().zip(loaded.iter_mut()) {
+            check()?;
+            progress(&format!(
+                "decode: {label} ({} x {} tokens, round {}/{})",
+                reps.div_ceil(work.rounds),
+                work.n_gen,
+                round + 1,
+                work.rounds
+            ));
+            samples.extend(tg(model, reps.div_ceil(work.rounds))?);
+        }
+    }
+    for (i, ((label, path), (_, _, samples))) in models.iter().zip(loaded).enumerate() {
+        let gguf = GgufFile::open(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        let reads_by_type = decode_reads_by_type(&gguf);
+        let shape = ModelShape::from_gguf(&gguf).ok();
+        // The mean context depth of a tg run of n_gen tokens.
+        let depth = u64::from(work.n_gen / 2);
+        let kv_read = shape.as_ref().map_or(0.0, |s| kv_read_bytes(s, depth));
+        let (n_layer, n_nodes, rebuilt_nodes, expert_slices) = match &shape {
+            Some(s) => (
+                u64::from(s.n_layer),
+                s.graph_nodes(),
+                if s.graph_rebuilt_per_token() {
+                    s.graph_nodes()
+                } else {
+                    0
+                },
+                (0..s.n_layer).map(|il| s.expert_slices_layer(il)).sum(),
+            ),
+            None => {
+                let n = gguf.arch_u64("block_count").unwrap_or(0);
+                (n, 9 + 33 * n, 0, 0)
+            }
+        };
+        // The median repetition: robust to a run disturbed by other processes.
+        let ms = median_ns(samples) / 1e6 / f64::from(work.n_gen);
+        progress(&format!(
+            "{label}: {:.1} tok/s ({ms:.3} ms/token)",
+            1e3 / ms
+        ));
         shapes.push(shape);
         runs.push(ModelRun {
             label: label.clone(),
+            held_out: i >= n_fit,
             path: path.clone(),
             architecture: gguf.architecture().unwrap_or("?").to_string(),
             n_layer,
+            n_nodes,
+            rebuilt_nodes,
+            expert_slices,
             read_bytes: reads_by_type.values().sum::<f64>() + kv_read,
             reads_by_type,
             kv_read_bytes: kv_read,
@@ -561,15 +648,18 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
     let ms_at = |bytes: f64| bytes / (mem_gbs * 1e9) * 1e3;
     let samples: Vec<DecodeSample> = runs
         .iter()
+        .filter(|r| !r.held_out)
         .map(|r| {
-            let (float, quant): (Vec<_>, Vec<_>) = r
-                .reads_by_type
-                .iter()
-                .partition(|(ty, _)| is_float_type(ty));
+            let mut read_ms = [0.0; 3];
+            for (ty, &bytes) in &r.reads_by_type {
+                read_ms[ReadGroup::of(ty) as usize] += ms_at(bytes);
+            }
+            read_ms[ReadGroup::Float as usize] += ms_at(r.kv_read_bytes);
             DecodeSample {
-                n_layer: r.n_layer,
-                quant_read_ms: ms_at(quant.iter().map(|(_, b)| **b).sum()),
-                float_read_ms: ms_at(float.iter().map(|(_, b)| **b).sum::<f64>() + r.kv_read_bytes),
+                n_nodes: r.n_nodes,
+                rebuilt_nodes: r.rebuilt_nodes,
+                expert_slices: r.expert_slices,
+                read_ms,
                 measured_ms: r.measured_ms,
             }
         })
@@ -581,8 +671,11 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
         .unwrap_or_else(default_efficiency);
     let fit = fit_decode(
         &samples,
-        base_eff.cpu_bandwidth,
-        base_eff.cpu_bandwidth_for("F16"),
+        [
+            base_eff.cpu_bandwidth,
+            base_eff.cpu_bandwidth_for(LEGACY_QUANT_TYPES[1]),
+            base_eff.cpu_bandwidth_for(FLOAT_TYPES[1]),
+        ],
     );
     notes.extend(fit.notes.iter().cloned());
 
@@ -617,17 +710,35 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
         // The planner multiplies by cpu_compute: store the peak that gives this rate.
         profile.cpu.matmul_gflops = round3(gflops / profile.efficiency.cpu_compute);
     }
-    profile.efficiency.cpu_bandwidth = round4(fit.cpu_bandwidth);
-    if fit.float_fitted {
-        for ty in FLOAT_TYPES {
-            profile
-                .efficiency
-                .cpu_type_bandwidth
-                .insert(ty.to_string(), round4(fit.float_bandwidth));
+    // K/IQ quants (what most GGUFs are) set the default for quantized types; legacy
+    // quants and floats get their own entries. A legacy fit stands in for the default
+    // when no K-quant model was timed.
+    let eff = |g: ReadGroup| round4(fit.efficiency[g as usize]);
+    let fitted = |g: ReadGroup| fit.fitted[g as usize];
+    if fitted(ReadGroup::KQuant) {
+        profile.efficiency.cpu_bandwidth = eff(ReadGroup::KQuant);
+    } else if fitted(ReadGroup::Legacy) {
+        profile.efficiency.cpu_bandwidth = eff(ReadGroup::Legacy);
+    }
+    for (group, types) in [
+        (ReadGroup::Legacy, &LEGACY_QUANT_TYPES[..]),
+        (ReadGroup::Float, &FLOAT_TYPES[..]),
+    ] {
+        if fitted(group) {
+            for ty in types {
+                profile
+                    .efficiency
+                    .cpu_type_bandwidth
+                    .insert(ty.to_string(), eff(group));
+            }
         }
     }
     profile.efficiency.token_overhead_ms = round4(fit.token_overhead_ms);
-    profile.efficiency.layer_overhead_ms = round4(fit.layer_overhead_ms);
+    // The per-layer term is replaced by the per-node one (an MoE layer has more nodes).
+    profile.efficiency.layer_overhead_ms = 0.0;
+    profile.efficiency.node_overhead_ms = round6(fit.node_overhead_ms);
+    profile.efficiency.graph_build_node_ms = round6(fit.graph_build_node_ms);
+    profile.efficiency.expert_slice_ms = round6(fit.expert_slice_ms);
     profile.description = format!(
         "This machine, calibrated: {}, {} RAM, {:.1} GB/s",
         profile.cpu.model,
@@ -649,18 +760,32 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
             .iter()
             .map(|(ty, &b)| (ty.as_str(), b))
             .chain([("F16", r.kv_read_bytes)]);
-        r.predicted_tok_s = 1e3 / profile.cpu_decode_ms_typed(r.n_layer, reads);
+        r.predicted_tok_s = 1e3
+            / profile.cpu_decode_ms_typed(
+                &OverheadCounts {
+                    layers: r.n_layer,
+                    nodes: r.n_nodes,
+                    rebuilt_nodes: r.rebuilt_nodes,
+                    expert_slices: r.expert_slices,
+                },
+                reads,
+            );
         r.error_pct = (r.predicted_tok_s - r.measured_tok_s) / r.measured_tok_s * 100.0;
         r.planner_tok_s = shape
             .as_ref()
             .map(|s| planner_decode_tok_s(s, &profile, 2 * u64::from(r.n_gen / 2).max(1)));
         if let Some(p) = r.planner_tok_s {
             planner_differs |= (p / r.predicted_tok_s - 1.0).abs() > 0.05;
+            if r.held_out {
+                // What a held-out model checks is the planner's own prediction.
+                r.predicted_tok_s = p;
+            }
         }
+        r.error_pct = (r.predicted_tok_s - r.measured_tok_s) / r.measured_tok_s * 100.0;
     }
     if planner_differs {
         notes.push(
-            "`edge plan` predicts other speeds for some models (see --json: planner_tok_s): its cost model does not yet read the tied output head or use efficiency.cpu_type_bandwidth".into(),
+            "`edge plan` predicts speeds more than 5 % from the fitted model for some models (see --json: planner_tok_s)".into(),
         );
     }
 
@@ -691,13 +816,17 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!("| model | layers | read/token | measured tok/s | predicted tok/s | error |");
-        println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+        println!(
+            "| model | layers | graph nodes | read/token | measured tok/s | predicted tok/s | error |"
+        );
+        println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
         for r in &runs {
             println!(
-                "| {} | {} | {} | {:.2} | {:.2} | {:+.1} % |",
+                "| {}{} | {} | {} | {} | {:.2} | {:.2} | {:+.1} % |",
                 r.label,
+                if r.held_out { " (held out)" } else { "" },
                 r.n_layer,
+                r.n_nodes,
                 human_bytes(r.read_bytes as u64),
                 r.measured_tok_s,
                 r.predicted_tok_s,
@@ -706,12 +835,15 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
         }
         println!();
         println!(
-            "memory read {:.2} GB/s x efficiency {:.3} quantized, {:.3} F32/F16/BF16; overheads {:.4} ms/token + {:.4} ms/layer",
+            "memory read {:.2} GB/s x efficiency {:.3} K/IQ quants, {:.3} legacy quants, {:.3} F32/F16/BF16; overheads {:.4} ms/token + {:.2} us/graph node (+ {:.2} us when rebuilt per token) + {:.2} us/expert matrix",
             profile.cpu.mem_bandwidth_gbs,
             profile.efficiency.cpu_bandwidth,
+            profile.efficiency.cpu_bandwidth_for("Q4_1"),
             profile.efficiency.cpu_bandwidth_for("F16"),
             profile.efficiency.token_overhead_ms,
-            profile.efficiency.layer_overhead_ms
+            profile.efficiency.node_overhead_ms * 1e3,
+            profile.efficiency.graph_build_node_ms * 1e3,
+            profile.efficiency.expert_slice_ms * 1e3
         );
         match &ssd {
             Some(r) => println!(
@@ -719,6 +851,14 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
                 r.seq_read_gbs, r.rand_read_gbs
             ),
             None => println!("ssd not measured"),
+        }
+        if let Some(worst) = runs
+            .iter()
+            .filter(|r| r.held_out)
+            .map(|r| r.error_pct.abs())
+            .max_by(f64::total_cmp)
+        {
+            println!("held-out models: `edge plan` within {worst:.1} % of measured decode");
         }
         println!("saved {}", path.display());
         for n in &notes {
@@ -739,6 +879,10 @@ fn median_ns(mut v: Vec<u64>) -> f64 {
 
 fn round3(v: f64) -> f64 {
     (v * 1e3).round() / 1e3
+}
+
+fn round6(v: f64) -> f64 {
+    (v * 1e6).round() / 1e6
 }
 
 fn round4(v: f64) -> f64 {
@@ -780,8 +924,8 @@ fn header(
         ));
     }
     h.push_str(&format!(
-        "# - efficiency.cpu_bandwidth (quantized weights), cpu_type_bandwidth (F32/F16/BF16\n#   and the KV cache), token_overhead_ms, layer_overhead_ms: fit of\n#   T_tok = token + n_layer * layer + sum over types of bytes / (efficiency * mem_bandwidth)\n#   to measured decode times of {} models (mean abs error {:.1} %; quantized fitted: {},\n#   float fitted: {}).\n",
-        n_models, fit.mean_abs_error_pct, fit.quant_fitted, fit.float_fitted
+        "# - efficiency.cpu_bandwidth (K/IQ quants), cpu_type_bandwidth (legacy quants, F32/F16/\n#   BF16 and the KV cache), token_overhead_ms, node_overhead_ms, graph_build_node_ms,\n#   expert_slice_ms: fit of T_tok = token + n_nodes * node + rebuilt_nodes * graph_build\n#   + expert_slices * expert_slice#   + sum over types of bytes / (efficiency * mem_bandwidth) to measured decode times of\n#   {} models (mean abs error {:.1} %; fitted K/IQ, legacy, float: {:?}).\n",
+        n_models, fit.mean_abs_error_pct, fit.fitted
     ));
     h.push_str("# - GPU figures: shipped profile of the same GPU or defaults (not measured).\n");
     h
@@ -859,7 +1003,8 @@ fn real_models(given: &[String], notes: &mut Vec<String>) -> Result<Vec<(String,
 }
 
 /// Synthetic models that give the fit leverage: tiny ones with 2 to 24 layers (per-token
-/// and per-layer overheads), MoE ones (density k/E), and, unless quick, wide ones whose
+/// and per-node overheads; llama4's graph is rebuilt per token), MoE ones (density k/E), and,
+/// unless quick, wide ones whose
 /// weights do not fit in the CPU caches (bandwidth).
 fn synth_specs(wide: bool) -> Vec<(String, SynthSpec)> {
     let mut out = vec![
@@ -886,12 +1031,21 @@ fn synth_specs(wide: bool) -> Vec<(String, SynthSpec)> {
         wm.n_layer = 4;
         wm.n_embd = 1024;
         wm.n_ff = 512;
-        wm.n_expert = 16;
-        wm.n_expert_used = 2;
+        wm.n_expert = 32;
+        wm.n_expert_used = 8;
         wm.n_head = 8;
         wm.n_head_kv = 2;
         wm.head_dim = 128;
         out.push(("qwen3moe-wide".to_string(), wm));
+        let mut wl = SynthSpec::new(SynthArch::Llama4);
+        wl.n_layer = 8;
+        wl.n_embd = 1024;
+        wl.n_ff = 1024;
+        wl.n_expert = 8;
+        wl.n_expert_used = 1;
+        wl.n_head = 16;
+        wl.n_head_kv = 8;
+        out.push(("llama4-wide".to_string(), wl));
     }
     out
 }

@@ -40,6 +40,18 @@ pub fn run(args: SynthArgs) -> Result<ExitCode> {
     if let Some(n) = args.experts_used {
         spec.n_expert_used = n;
     }
+    if let Some(n) = args.embd {
+        spec.n_embd = n;
+    }
+    if let Some(n) = args.ff {
+        spec.n_ff = n;
+    }
+    if let Some(n) = args.heads {
+        spec.n_head = n;
+    }
+    if let Some(n) = args.kv_heads {
+        spec.n_head_kv = n;
+    }
     if let Some(dir) = &args.qwen3_tokenizer {
         spec.vocab = SynthVocab::Qwen3Files {
             tokenizer_json: dir.join("tokenizer.json"),

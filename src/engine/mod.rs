@@ -29,6 +29,11 @@ static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
 /// Initialises llama.cpp once per process. Logs go to stderr only when `verbose`.
 pub fn backend(verbose: bool) -> Result<&'static LlamaBackend> {
     if let Some(b) = BACKEND.get() {
+        // An earlier quiet start (device detection for the plan, say) must not hide the
+        // logs a later verbose caller asked for.
+        if verbose {
+            ffi::install_log_callback(true);
+        }
         return Ok(b);
     }
     ffi::install_log_callback(verbose);

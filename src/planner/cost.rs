@@ -10,7 +10,7 @@ use super::classify::TensorRole;
 use super::memory::kv_layer_bytes;
 use super::model::ModelShape;
 use super::place::{Plan, Tier};
-use crate::profile::DeviceProfile;
+use crate::profile::{DeviceProfile, OverheadCounts};
 
 /// Context depth at which decode is predicted: the middle of a 128-token reply to a
 /// fresh prompt, as `edge bench -n 128` measures it.
@@ -30,6 +30,8 @@ pub struct CostTerm {
 pub struct Prediction {
     pub decode_tok_s: f64,
     pub prefill_tok_s: f64,
+    /// Nodes of llama.cpp's decode graph ([`ModelShape::graph_nodes`]).
+    pub graph_nodes: u64,
     pub decode_terms: Vec<CostTerm>,
     pub prefill_terms: Vec<CostTerm>,
 }
@@ -145,7 +147,37 @@ pub fn predict(shape: &ModelShape, profile: &DeviceProfile, plan: &Plan) -> Pred
         step(plan.llama.n_gpu_layers >= 1);
     }
     let t_sync = changes as f64 / 2.0 * e.sync_ms;
-    let t_fixed = e.token_overhead_ms + cpu_layers as f64 * e.layer_overhead_ms;
+    // Graph nodes the CPU runs: all of them without a GPU, else those of the layers
+    // with CPU-resident weights.
+    let cpu_nodes = if has_gpu {
+        layer_has_cpu
+            .iter()
+            .enumerate()
+            .filter(|(_, &c)| c)
+            .map(|(il, _)| shape.graph_nodes_layer(il as u32))
+            .sum()
+    } else {
+        shape.graph_nodes()
+    };
+    let rebuilt_nodes = if shape.graph_rebuilt_per_token() {
+        shape.graph_nodes()
+    } else {
+        0
+    };
+    // Routed-expert matrices read on the CPU: k per CPU-resident expert tensor.
+    let expert_slices = plan
+        .tensors
+        .iter()
+        .filter(|t| t.role == TensorRole::RoutedExpert && (t.tier != Tier::Vram || !has_gpu))
+        .count() as u64
+        * k;
+    let counts = OverheadCounts {
+        layers: cpu_layers as u64,
+        nodes: cpu_nodes,
+        rebuilt_nodes,
+        expert_slices,
+    };
+    let t_fixed = profile.cpu_overhead_ms(&counts);
     let mut decode_terms = Vec::new();
     if has_gpu {
         decode_terms.push(term(
@@ -196,10 +228,34 @@ pub fn predict(shape: &ModelShape, profile: &DeviceProfile, plan: &Plan) -> Pred
     decode_terms.push(term(
         "overhead",
         t_fixed,
-        format!(
-            "{:.2} ms per token + {cpu_layers} CPU layers x {:.3} ms",
-            e.token_overhead_ms, e.layer_overhead_ms
-        ),
+        if e.node_overhead_ms > 0.0 {
+            let rebuild = if rebuilt_nodes > 0 && e.graph_build_node_ms > 0.0 {
+                format!(
+                    " + graph rebuilt per token: {rebuilt_nodes} nodes x {:.2} us",
+                    e.graph_build_node_ms * 1e3
+                )
+            } else {
+                String::new()
+            };
+            let slices = if expert_slices > 0 && e.expert_slice_ms > 0.0 {
+                format!(
+                    " + {expert_slices} expert matrices x {:.2} us",
+                    e.expert_slice_ms * 1e3
+                )
+            } else {
+                String::new()
+            };
+            format!(
+                "{:.3} ms per token + {cpu_nodes} CPU graph nodes x {:.2} us{rebuild}{slices}",
+                e.token_overhead_ms,
+                e.node_overhead_ms * 1e3
+            )
+        } else {
+            format!(
+                "{:.2} ms per token + {cpu_layers} CPU layers x {:.3} ms",
+                e.token_overhead_ms, e.layer_overhead_ms
+            )
+        },
     ));
     let t_tok: f64 = decode_terms.iter().map(|t| t.ms).sum();
 
@@ -305,6 +361,7 @@ pub fn predict(shape: &ModelShape, profile: &DeviceProfile, plan: &Plan) -> Pred
         } else {
             0.0
         },
+        graph_nodes: shape.graph_nodes(),
         decode_terms,
         prefill_terms,
     }

@@ -165,6 +165,77 @@ impl ModelShape {
                 .any(|t| t.role == TensorRole::RoutedExpert)
     }
 
+    /// Whether layer `il` has a router (an MoE FFN).
+    pub fn is_moe_layer(&self, il: u32) -> bool {
+        self.tensors
+            .iter()
+            .any(|t| t.role == TensorRole::Router && t.layer == Some(il))
+    }
+
+    /// Nodes of llama.cpp's decode graph outside the layers (inputs, final norm, output
+    /// head, as counted in its `sched_reserve: graph: nodes = N` log line).
+    pub fn graph_nodes_base(&self) -> u64 {
+        GRAPH_NODES_BASE
+    }
+
+    /// Nodes of llama.cpp's decode graph (one token, flash attention on) for layer `il`.
+    /// On the CPU every node is a kernel plus a thread-pool barrier, which is what the
+    /// per-token overhead of small models is made of. Exact for the llama, qwen3,
+    /// qwen3moe and llama4 graph builders (`tests/plan_memory.rs` checks it against
+    /// llama.cpp); other architectures get the typical count.
+    pub fn graph_nodes_layer(&self, il: u32) -> u64 {
+        // build_moe_ffn sums the k expert outputs with k views and k-1 adds (one view and
+        // a cont when k is 1).
+        let k = self.experts.map_or(1, |(k, _)| k.max(1));
+        let expert_sum = if k == 1 { 2 } else { 2 * k - 1 };
+        let moe = self.is_moe_layer(il);
+        // llama4's global-attention layers (every 4th) skip RoPE: three nodes fewer.
+        let nope = self.architecture == "llama4"
+            && self.swa_window.is_some()
+            && !self.swa_layers.get(il as usize).copied().unwrap_or(true);
+        let nodes = match (self.architecture.as_str(), moe) {
+            ("llama", false) => 31,
+            ("qwen3", false) => 35,
+            ("qwen3moe", true) => 48 + expert_sum,
+            ("llama4", false) => 33,
+            ("llama4", true) => 47 + expert_sum,
+            (_, false) => 33,
+            (_, true) => 48 + expert_sum,
+        };
+        if nope {
+            nodes - 3
+        } else {
+            nodes
+        }
+    }
+
+    /// llama.cpp builds this model's decode graph anew for every token instead of reusing
+    /// it: an input without a reuse check (llama4's attention temperature,
+    /// `llm_graph_input_attn_temp`) disables graph reuse, so graph building, splitting and
+    /// allocation run per token.
+    pub fn graph_rebuilt_per_token(&self) -> bool {
+        self.architecture == "llama4"
+    }
+
+    /// Routed-expert matrices one token reads in layer `il`: k for each of its expert
+    /// tensors (gate, up, down, or a fused gate_up).
+    pub fn expert_slices_layer(&self, il: u32) -> u64 {
+        let k = self.experts.map_or(0, |(k, _)| k);
+        k * self
+            .tensors
+            .iter()
+            .filter(|t| t.role == TensorRole::RoutedExpert && t.layer == Some(il))
+            .count() as u64
+    }
+
+    /// All nodes of the decode graph.
+    pub fn graph_nodes(&self) -> u64 {
+        self.graph_nodes_base()
+            + (0..self.n_layer)
+                .map(|il| self.graph_nodes_layer(il))
+                .sum::<u64>()
+    }
+
     /// Bytes of the token embedding (the output head when tied).
     pub fn token_embd_bytes(&self) -> u64 {
         self.tensors
@@ -174,6 +245,9 @@ impl ModelShape {
             .sum()
     }
 }
+
+/// See [`ModelShape::graph_nodes_base`].
+const GRAPH_NODES_BASE: u64 = 9;
 
 fn total_bytes(gguf: &GgufFile) -> u64 {
     gguf.tensors.iter().map(|t| t.bytes).sum()

@@ -1,6 +1,7 @@
 //! The measurements of `edge profile calibrate`: memory read bandwidth, SSD sequential and
 //! random read, and the fit of the CPU decode cost model to timed decodes
-//! (`T_tok = token_overhead_ms + n_layer * layer_overhead_ms + read / (cpu_bandwidth * BW)`).
+//! (`T_tok = token_overhead_ms + n_nodes * node_overhead_ms + read / (cpu_bandwidth * BW)`, with
+//! `n_nodes` the nodes of llama.cpp's decode graph).
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -34,11 +35,42 @@ pub struct SsdResult {
 
 /// Weight types that need no dequantizing; they stream at their own efficiency.
 pub const FLOAT_TYPES: [&str; 3] = ["F32", "F16", "BF16"];
+/// The legacy block quants, whose CPU kernels dequantize at another rate than the K and
+/// IQ quants' (SmolLM2's Q4_1 streams at about half the rate of Q4_K here).
+pub const LEGACY_QUANT_TYPES: [&str; 6] = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q8_1"];
 
-pub fn is_float_type(ggml_type: &str) -> bool {
-    FLOAT_TYPES
-        .iter()
-        .any(|t| t.eq_ignore_ascii_case(ggml_type))
+/// The groups of weight types whose CPU decode efficiency is fitted apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadGroup {
+    /// K and IQ quants (and any other quantized type): `efficiency.cpu_bandwidth`.
+    KQuant = 0,
+    /// [`LEGACY_QUANT_TYPES`].
+    Legacy = 1,
+    /// [`FLOAT_TYPES`] and the F16 KV cache.
+    Float = 2,
+}
+
+impl ReadGroup {
+    pub const ALL: [ReadGroup; 3] = [ReadGroup::KQuant, ReadGroup::Legacy, ReadGroup::Float];
+
+    pub fn of(ggml_type: &str) -> ReadGroup {
+        let is = |list: &[&str]| list.iter().any(|t| t.eq_ignore_ascii_case(ggml_type));
+        if is(&FLOAT_TYPES) {
+            ReadGroup::Float
+        } else if is(&LEGACY_QUANT_TYPES) {
+            ReadGroup::Legacy
+        } else {
+            ReadGroup::KQuant
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ReadGroup::KQuant => "K/IQ-quant",
+            ReadGroup::Legacy => "legacy-quant (Q4_0..Q8_0)",
+            ReadGroup::Float => "F32/F16/BF16",
+        }
+    }
 }
 
 /// Bytes one decoded token reads, per ggml type (upper case): every tensor at its decode
@@ -73,14 +105,21 @@ pub fn kv_read_bytes(shape: &ModelShape, depth: u64) -> f64 {
         .sum()
 }
 
-/// One timed decode, as the fit sees it: the reads split into quantized weights and
-/// float data (F32/F16/BF16 weights and the F16 KV cache), each in ms at the measured
-/// memory bandwidth and efficiency 1.
+/// One timed decode, as the fit sees it: the reads split by [`ReadGroup`] (the F16 KV
+/// cache counts as float data), each in ms at the measured memory bandwidth and
+/// efficiency 1.
 #[derive(Debug, Clone, Copy)]
 pub struct DecodeSample {
-    pub n_layer: u64,
-    pub quant_read_ms: f64,
-    pub float_read_ms: f64,
+    /// Nodes of the decode graph ([`crate::planner::ModelShape::graph_nodes`]).
+    pub n_nodes: u64,
+    /// The same when llama.cpp rebuilds the graph every token, else 0
+    /// ([`crate::planner::ModelShape::graph_rebuilt_per_token`]).
+    pub rebuilt_nodes: u64,
+    /// Routed-expert matrices read per token
+    /// ([`crate::planner::ModelShape::expert_slices_layer`]).
+    pub expert_slices: u64,
+    /// Indexed by `ReadGroup as usize`.
+    pub read_ms: [f64; 3],
     /// Measured time per token, ms.
     pub measured_ms: f64,
 }
@@ -88,14 +127,13 @@ pub struct DecodeSample {
 #[derive(Debug, Clone, Serialize)]
 pub struct Fit {
     pub token_overhead_ms: f64,
-    pub layer_overhead_ms: f64,
-    /// Bandwidth efficiency of quantized weights (`efficiency.cpu_bandwidth`).
-    pub cpu_bandwidth: f64,
-    /// Bandwidth efficiency of F32/F16/BF16 data (`efficiency.cpu_type_bandwidth`).
-    pub float_bandwidth: f64,
-    /// Which of the two were fitted (else kept at the value given).
-    pub quant_fitted: bool,
-    pub float_fitted: bool,
+    pub node_overhead_ms: f64,
+    pub graph_build_node_ms: f64,
+    pub expert_slice_ms: f64,
+    /// Bandwidth efficiency per [`ReadGroup`] (indexed by `ReadGroup as usize`).
+    pub efficiency: [f64; 3],
+    /// Which were fitted (else kept at the value given).
+    pub fitted: [bool; 3],
     /// Mean absolute relative error of the fit over the models, %.
     pub mean_abs_error_pct: f64,
     pub notes: Vec<String>,
@@ -285,70 +323,77 @@ fn read_at(f: &File, buf: &mut [u8], offset: u64) -> Result<()> {
     f.read_exact(buf).context("reading the test file")
 }
 
-/// Fits `T = token + n_layer * layer + quant_read_ms / e_q + float_read_ms / e_f` by
-/// non-negative least squares on relative errors, with `e_q, e_f` in (0, 1] (each `1 / e`
-/// is `1 + x`, `x >= 0`). A group is fitted only when some model spends at least a tenth
-/// of its time on it and it is most of that model's reads; otherwise its efficiency stays
-/// at the value given (`quant_eff`, `float_eff`).
-pub fn fit_decode(samples: &[DecodeSample], quant_eff: f64, float_eff: f64) -> Fit {
-    // (name, the group's reads in a sample, its efficiency when not fitted)
-    type Group = (&'static str, fn(&DecodeSample) -> f64, f64);
-    let groups: [Group; 2] = [
-        ("quantized", |s| s.quant_read_ms, quant_eff),
-        ("F32/F16/BF16", |s| s.float_read_ms, float_eff),
-    ];
-    let free: Vec<bool> = groups
+/// Fits `T = token + n_nodes * node + rebuilt_nodes * build + expert_slices * slice +
+/// sum_g read_ms[g] / e_g` by
+/// non-negative least squares on relative errors, with each `e_g` in (0, 1] (`1 / e` is
+/// `1 + x`, `x >= 0`). A group is fitted only when some model spends at least a tenth of
+/// its time on it and it is most of that model's reads; otherwise its efficiency stays at
+/// the value given (`defaults`, indexed by `ReadGroup as usize`).
+pub fn fit_decode(samples: &[DecodeSample], defaults: [f64; 3]) -> Fit {
+    let free: Vec<bool> = ReadGroup::ALL
         .iter()
-        .map(|(_, read, _)| {
+        .map(|&g| {
             samples.iter().any(|s| {
-                let r = read(s);
-                let all = s.quant_read_ms + s.float_read_ms;
+                let r = s.read_ms[g as usize];
+                let all: f64 = s.read_ms.iter().sum();
                 r >= 0.1 * s.measured_ms && r >= 0.5 * all
             })
         })
         .collect();
     let mut notes = Vec::new();
-    for ((name, _, eff), &f) in groups.iter().zip(&free) {
+    for (g, &f) in ReadGroup::ALL.iter().zip(&free) {
         if !f {
             notes.push(format!(
-                "no timed model is bound by {name} reads: their efficiency stays {eff:.3}"
+                "no timed model is bound by {} reads: their efficiency stays {:.3}",
+                g.label(),
+                defaults[*g as usize]
             ));
         }
     }
-    // Unknowns: token, layer, then x_g for each free group.
+    // Unknowns: token, node, graph build, expert slice, then x_g for each free group. A
+    // column no model exercises (no rebuilt graph, no MoE) is zero and stays 0.
     let rows: Vec<(Vec<f64>, f64, f64)> = samples
         .iter()
         .map(|s| {
-            let mut features = vec![1.0, s.n_layer as f64];
+            let mut features = vec![
+                1.0,
+                s.n_nodes as f64,
+                s.rebuilt_nodes as f64,
+                s.expert_slices as f64,
+            ];
             let mut target = s.measured_ms;
-            for ((_, read, eff), &f) in groups.iter().zip(&free) {
+            for (g, &f) in free.iter().enumerate() {
+                let read = s.read_ms[g];
                 if f {
-                    features.push(read(s));
-                    target -= read(s);
+                    features.push(read);
+                    target -= read;
                 } else {
-                    target -= read(s) / eff;
+                    target -= read / defaults[g];
                 }
             }
             (features, target, s.measured_ms)
         })
         .collect();
-    let k = 2 + free.iter().filter(|&&f| f).count();
+    let k = 4 + free.iter().filter(|&&f| f).count();
     let x = if samples.is_empty() {
         vec![0.0; k]
     } else {
         nnls(&rows, k)
     };
-    let mut effs = [quant_eff, float_eff];
-    let mut next = 2;
+    let mut effs = defaults;
+    let mut next = 4;
     for (g, &f) in free.iter().enumerate() {
         if f {
-            effs[g] = 1.0 / (1.0 + x[next]);
+            effs[g] = (1.0 / (1.0 + x[next])).clamp(1e-3, 1.0);
             next += 1;
         }
     }
-    let (a, b) = (x[0], x[1]);
+    let (a, b, c, d) = (x[0], x[1], x[2], x[3]);
     let predict = |s: &DecodeSample| {
-        a + b * s.n_layer as f64 + s.quant_read_ms / effs[0] + s.float_read_ms / effs[1]
+        a + b * s.n_nodes as f64
+            + c * s.rebuilt_nodes as f64
+            + d * s.expert_slices as f64
+            + s.read_ms.iter().zip(&effs).map(|(r, e)| r / e).sum::<f64>()
     };
     let mean_abs_error_pct = if samples.is_empty() {
         0.0
@@ -361,11 +406,11 @@ pub fn fit_decode(samples: &[DecodeSample], quant_eff: f64, float_eff: f64) -> F
     };
     Fit {
         token_overhead_ms: a,
-        layer_overhead_ms: b,
-        cpu_bandwidth: effs[0].clamp(1e-3, 1.0),
-        float_bandwidth: effs[1].clamp(1e-3, 1.0),
-        quant_fitted: free[0],
-        float_fitted: free[1],
+        node_overhead_ms: b,
+        graph_build_node_ms: c,
+        expert_slice_ms: d,
+        efficiency: effs,
+        fitted: [free[0], free[1], free[2]],
         mean_abs_error_pct,
         notes,
     }
@@ -442,52 +487,87 @@ fn solve_subset(rows: &[(Vec<f64>, f64, f64)], k: usize, free: &[usize]) -> Opti
 mod tests {
     use super::*;
 
-    /// Reads in MB at 10 GB/s (0.1 ms per MB).
-    fn sample(n_layer: u64, quant_mb: f64, float_mb: f64, ms: f64) -> DecodeSample {
+    /// Reads in MB at 10 GB/s (0.1 ms per MB): K-quant, legacy-quant, float.
+    fn sample(n_nodes: u64, k_mb: f64, legacy_mb: f64, float_mb: f64, ms: f64) -> DecodeSample {
         DecodeSample {
-            n_layer,
-            quant_read_ms: quant_mb * 0.1,
-            float_read_ms: float_mb * 0.1,
+            n_nodes,
+            rebuilt_nodes: 0,
+            expert_slices: 0,
+            read_ms: [k_mb * 0.1, legacy_mb * 0.1, float_mb * 0.1],
             measured_ms: ms,
         }
     }
 
     #[test]
+    fn read_groups_split_k_quants_legacy_quants_and_floats() {
+        assert_eq!(ReadGroup::of("Q4_K"), ReadGroup::KQuant);
+        assert_eq!(ReadGroup::of("iq4_xs"), ReadGroup::KQuant);
+        assert_eq!(ReadGroup::of("Q4_1"), ReadGroup::Legacy);
+        assert_eq!(ReadGroup::of("q8_0"), ReadGroup::Legacy);
+        assert_eq!(ReadGroup::of("BF16"), ReadGroup::Float);
+    }
+
+    #[test]
     fn the_fit_recovers_known_coefficients() {
-        // 0.2 ms + 0.03 ms/layer, quantized at efficiency 0.25, float at 0.8.
-        let t = |l: u64, q: f64, f: f64| 0.2 + 0.03 * l as f64 + q * 0.1 / 0.25 + f * 0.1 / 0.8;
+        // 0.2 ms + 0.03 ms/node (+0.01 per rebuilt node); K-quants at efficiency 0.5,
+        // legacy quants at 0.25, floats at 0.8.
+        let t = |n: u64, rb: u64, k: f64, l: f64, f: f64| {
+            0.2 + 0.03 * n as f64
+                + 0.01 * rb as f64
+                + k * 0.1 / 0.5
+                + l * 0.1 / 0.25
+                + f * 0.1 / 0.8
+        };
+        let mut rebuilt = sample(40, 0.0, 0.0, 4.0, t(40, 40, 0.0, 0.0, 4.0));
+        rebuilt.rebuilt_nodes = 40;
+        // An MoE model: 24 expert matrices at 0.02 ms each.
+        let mut moe = sample(50, 20.0, 0.0, 1.0, t(50, 0, 20.0, 0.0, 1.0) + 24.0 * 0.02);
+        moe.expert_slices = 24;
         let samples = vec![
-            sample(2, 0.0, 1.5, t(2, 0.0, 1.5)),
-            sample(12, 0.0, 9.0, t(12, 0.0, 9.0)),
-            sample(8, 0.0, 240.0, t(8, 0.0, 240.0)),
-            sample(30, 66.0, 1.0, t(30, 66.0, 1.0)),
-            sample(24, 30.0, 2.0, t(24, 30.0, 2.0)),
+            sample(2, 0.0, 0.0, 1.5, t(2, 0, 0.0, 0.0, 1.5)),
+            sample(12, 0.0, 0.0, 9.0, t(12, 0, 0.0, 0.0, 9.0)),
+            sample(8, 0.0, 0.0, 240.0, t(8, 0, 0.0, 0.0, 240.0)),
+            sample(30, 0.0, 66.0, 1.0, t(30, 0, 0.0, 66.0, 1.0)),
+            sample(24, 0.0, 30.0, 2.0, t(24, 0, 0.0, 30.0, 2.0)),
+            sample(20, 50.0, 0.0, 2.0, t(20, 0, 50.0, 0.0, 2.0)),
+            rebuilt,
+            moe,
         ];
-        let f = fit_decode(&samples, 0.55, 0.55);
-        assert!(f.quant_fitted && f.float_fitted, "{f:?}");
+        let f = fit_decode(&samples, [0.55; 3]);
+        assert_eq!(f.fitted, [true; 3], "{f:?}");
         assert!((f.token_overhead_ms - 0.2).abs() < 1e-6, "{f:?}");
-        assert!((f.layer_overhead_ms - 0.03).abs() < 1e-6, "{f:?}");
-        assert!((f.cpu_bandwidth - 0.25).abs() < 1e-6, "{f:?}");
-        assert!((f.float_bandwidth - 0.8).abs() < 1e-6, "{f:?}");
+        assert!((f.node_overhead_ms - 0.03).abs() < 1e-6, "{f:?}");
+        assert!((f.graph_build_node_ms - 0.01).abs() < 1e-6, "{f:?}");
+        assert!((f.expert_slice_ms - 0.02).abs() < 1e-6, "{f:?}");
+        for (got, want) in f.efficiency.iter().zip([0.5, 0.25, 0.8]) {
+            assert!((got - want).abs() < 1e-6, "{f:?}");
+        }
         assert!(f.mean_abs_error_pct < 1e-6);
     }
 
     #[test]
     fn the_fit_keeps_coefficients_non_negative_and_efficiency_at_most_one() {
         // Faster than the memory bandwidth allows (cache-resident): efficiency capped at 1.
-        let samples = vec![sample(2, 0.0, 100.0, 5.0), sample(4, 0.0, 200.0, 10.0)];
-        let f = fit_decode(&samples, 0.55, 0.55);
-        assert!(f.float_bandwidth <= 1.0);
-        assert!(f.token_overhead_ms >= 0.0 && f.layer_overhead_ms >= 0.0);
-        // No quantized model: that efficiency stays as given, with a note.
-        assert!(!f.quant_fitted);
-        assert_eq!(f.cpu_bandwidth, 0.55);
-        assert!(f.notes.iter().any(|n| n.contains("quantized")), "{f:?}");
-        // Only overhead-bound models: both stay; the overheads are fitted.
-        let samples = vec![sample(2, 0.0, 0.001, 0.3), sample(12, 0.0, 0.001, 0.8)];
-        let f = fit_decode(&samples, 0.5, 0.6);
-        assert_eq!((f.cpu_bandwidth, f.float_bandwidth), (0.5, 0.6));
-        assert!((f.layer_overhead_ms - 0.05).abs() < 1e-3, "{f:?}");
+        let samples = vec![
+            sample(2, 0.0, 0.0, 100.0, 5.0),
+            sample(4, 0.0, 0.0, 200.0, 10.0),
+        ];
+        let f = fit_decode(&samples, [0.55; 3]);
+        assert!(f.efficiency[ReadGroup::Float as usize] <= 1.0);
+        assert!(f.token_overhead_ms >= 0.0 && f.node_overhead_ms >= 0.0);
+        assert_eq!(f.graph_build_node_ms, 0.0);
+        // No quantized model: those efficiencies stay as given, with a note.
+        assert_eq!(f.fitted, [false, false, true]);
+        assert_eq!(f.efficiency[ReadGroup::KQuant as usize], 0.55);
+        assert!(f.notes.iter().any(|n| n.contains("K/IQ")), "{f:?}");
+        // Only overhead-bound models: all stay; the overheads are fitted.
+        let samples = vec![
+            sample(2, 0.0, 0.0, 0.001, 0.3),
+            sample(12, 0.0, 0.0, 0.001, 0.8),
+        ];
+        let f = fit_decode(&samples, [0.5, 0.4, 0.6]);
+        assert_eq!(f.efficiency, [0.5, 0.4, 0.6]);
+        assert!((f.node_overhead_ms - 0.05).abs() < 1e-3, "{f:?}");
     }
 
     #[test]

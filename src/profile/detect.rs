@@ -37,6 +37,9 @@ pub fn default_efficiency() -> Efficiency {
         sync_ms: 0.15,
         token_overhead_ms: 0.3,
         layer_overhead_ms: 0.0,
+        node_overhead_ms: 0.0,
+        graph_build_node_ms: 0.0,
+        expert_slice_ms: 0.0,
         cpu_type_bandwidth: Default::default(),
     }
 }

@@ -203,6 +203,20 @@ pub struct Efficiency {
     /// Per-layer per-token overhead on the CPU (graph nodes, thread-pool barriers), ms.
     #[serde(default)]
     pub layer_overhead_ms: f64,
+    /// Per graph node per token on the CPU (one kernel plus a thread-pool barrier), ms.
+    /// `edge profile calibrate` fits this instead of `layer_overhead_ms`: an MoE layer
+    /// has half again the nodes of a dense one.
+    #[serde(default)]
+    pub node_overhead_ms: f64,
+    /// Per graph node per token for models whose graph llama.cpp rebuilds every token
+    /// (no graph reuse: llama4), ms, on top of `node_overhead_ms`.
+    #[serde(default)]
+    pub graph_build_node_ms: f64,
+    /// Per routed-expert matrix a token reads on the CPU (k per expert tensor per MoE
+    /// layer), ms: each is a separate small matrix-vector product, slower to start than
+    /// its bytes alone explain.
+    #[serde(default)]
+    pub expert_slice_ms: f64,
     /// Achieved / peak CPU memory bandwidth in decode for weights of one ggml type (`F16`,
     /// `Q4_K`, ...; upper case), where it differs from `cpu_bandwidth`. On CPUs with few
     /// cores decode is bound by dequantizing, not by DRAM, so quantized weights stream
@@ -210,6 +224,20 @@ pub struct Efficiency {
     /// quantized types (`cpu_bandwidth`). Types not listed use `cpu_bandwidth`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub cpu_type_bandwidth: BTreeMap<String, f64>,
+}
+
+/// What the per-token CPU overheads are counted in ([`DeviceProfile::cpu_overhead_ms`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct OverheadCounts {
+    /// Layers run on the CPU.
+    pub layers: u64,
+    /// Graph nodes run on the CPU ([`crate::planner::ModelShape::graph_nodes`]).
+    pub nodes: u64,
+    /// All graph nodes when llama.cpp rebuilds the graph every token, else 0.
+    pub rebuilt_nodes: u64,
+    /// Routed-expert matrices read per token on the CPU
+    /// ([`crate::planner::ModelShape::expert_slices_layer`]).
+    pub expert_slices: u64,
 }
 
 impl Efficiency {
@@ -268,9 +296,15 @@ impl DeviceProfile {
                 return Err(bad(format!("{what} must be in (0, 1], got {v}")));
             }
         }
-        if !(e.sync_ms >= 0.0 && e.token_overhead_ms >= 0.0 && e.layer_overhead_ms >= 0.0) {
+        if !(e.sync_ms >= 0.0
+            && e.token_overhead_ms >= 0.0
+            && e.layer_overhead_ms >= 0.0
+            && e.node_overhead_ms >= 0.0
+            && e.graph_build_node_ms >= 0.0
+            && e.expert_slice_ms >= 0.0)
+        {
             return Err(bad(
-                "efficiency.sync_ms, token_overhead_ms and layer_overhead_ms must be >= 0".into(),
+                "efficiency.sync_ms and the overheads (token, layer, node, graph_build_node, expert_slice) must be >= 0".into(),
             ));
         }
         for (what, v) in [
@@ -315,14 +349,15 @@ impl DeviceProfile {
         }
     }
 
-    /// Predicted CPU decode time per token, ms, for a model whose layers all run on the
-    /// CPU: `token_overhead_ms + n_layer * layer_overhead_ms + read_bytes / (cpu_bandwidth *
-    /// mem_bandwidth_gbs)`, where `read_bytes` is [`crate::planner::decode_read_bytes`].
-    /// This is the cost model `edge profile calibrate` fits.
-    pub fn cpu_decode_ms(&self, n_layer: u64, read_bytes: u64) -> f64 {
+    /// Fixed CPU cost of one decoded token, ms: the overheads of [`Efficiency`] times
+    /// their counts.
+    pub fn cpu_overhead_ms(&self, c: &OverheadCounts) -> f64 {
         let e = &self.efficiency;
-        let bw = e.cpu_bandwidth * self.cpu.mem_bandwidth_gbs * 1e9;
-        e.token_overhead_ms + n_layer as f64 * e.layer_overhead_ms + read_bytes as f64 / bw * 1e3
+        e.token_overhead_ms
+            + c.layers as f64 * e.layer_overhead_ms
+            + c.nodes as f64 * e.node_overhead_ms
+            + c.rebuilt_nodes as f64 * e.graph_build_node_ms
+            + c.expert_slices as f64 * e.expert_slice_ms
     }
 
     /// Milliseconds to stream `bytes` of `ggml_type` weights (or KV cache, `F16`) from RAM
@@ -332,16 +367,15 @@ impl DeviceProfile {
         bytes / (bw * 1e9) * 1e3
     }
 
-    /// [`Self::cpu_decode_ms`] with the reads split by ggml type (`(type, bytes)`), each
-    /// at its own efficiency: the model `edge profile calibrate` fits.
+    /// Predicted CPU decode time per token, ms, for a model whose layers all run on the
+    /// CPU: [`Self::cpu_overhead_ms`] plus the reads split by ggml type (`(type, bytes)`),
+    /// each at its own efficiency. This is the model `edge profile calibrate` fits.
     pub fn cpu_decode_ms_typed<'a>(
         &self,
-        n_layer: u64,
+        counts: &OverheadCounts,
         reads: impl IntoIterator<Item = (&'a str, f64)>,
     ) -> f64 {
-        let e = &self.efficiency;
-        e.token_overhead_ms
-            + n_layer as f64 * e.layer_overhead_ms
+        self.cpu_overhead_ms(counts)
             + reads
                 .into_iter()
                 .map(|(ty, bytes)| self.cpu_read_ms(ty, bytes))

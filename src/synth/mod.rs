@@ -184,6 +184,10 @@ impl SynthSpec {
             self.head_dim.is_multiple_of(2),
             "head_dim must be even (RoPE)"
         );
+        ensure!(
+            self.arch != SynthArch::Llama4 || self.n_layer >= 4,
+            "llama4 needs at least 4 layers (every 4th layer is the global-attention one; llama.cpp aborts without one)"
+        );
         if self.arch.is_moe() {
             ensure!(
                 self.n_expert > 0 && self.n_expert_used > 0 && self.n_expert_used <= self.n_expert,
@@ -737,6 +741,15 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn llama4_needs_a_global_attention_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = SynthSpec::new(SynthArch::Llama4);
+        spec.n_layer = 3;
+        let err = write_gguf(&spec, &dir.path().join("l3.gguf")).unwrap_err();
+        assert!(format!("{err:#}").contains("at least 4 layers"), "{err:#}");
     }
 
     #[test]
