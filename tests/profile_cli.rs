@@ -200,7 +200,7 @@ fn calibrate_quick_saves_this_machine() {
     assert_eq!(p.name, "this-machine");
     assert!(p.cpu.mem_bandwidth_gbs > 0.0);
     assert!(p.ssd.seq_read_gbs > 0.0 && p.ssd.rand_read_gbs > 0.0);
-    assert!(p.efficiency.cpu_bandwidth > 0.0 && p.efficiency.cpu_bandwidth <= 1.0);
+    assert!(p.efficiency.cpu_bandwidth > 0.0 && p.efficiency.cpu_bandwidth <= 1.5);
     // Nothing left behind next to the model store.
     let leftovers: Vec<_> = std::fs::read_dir(home.path())
         .unwrap()

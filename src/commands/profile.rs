@@ -18,8 +18,9 @@ use crate::engine::{default_threads, LoadOptions, Model};
 use crate::gguf_info::GgufFile;
 use crate::planner::{plan as plan_model, ModelShape, PlanRequest};
 use crate::profile::calibrate::{
-    decode_reads_by_type, fit_decode, kv_read_bytes, measure_mem_bandwidth, measure_ssd,
-    DecodeSample, Fit, ReadGroup, SsdResult, FLOAT_TYPES, LEGACY_QUANT_TYPES,
+    decode_expert_reads_by_type, decode_reads_by_type, fit_decode, kv_read_bytes,
+    measure_mem_bandwidth, measure_ssd, DecodeSample, Fit, ReadGroup, SsdResult, FLOAT_TYPES,
+    LEGACY_QUANT_TYPES,
 };
 use crate::profile::detect::{
     default_efficiency, detect, detect_hardware, load_this_machine, same_machine, Detection,
@@ -373,6 +374,8 @@ struct ModelRun {
     expert_slices: u64,
     /// Weight bytes one token reads, per ggml type (tied output head included).
     reads_by_type: BTreeMap<String, f64>,
+    /// The routed-expert part of `reads_by_type`.
+    expert_reads_by_type: BTreeMap<String, f64>,
     /// KV-cache bytes one token reads at the mean depth of the timed decode.
     kv_read_bytes: f64,
     /// All of the above, bytes.
@@ -595,6 +598,7 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
     for (i, ((label, path), (_, _, samples))) in models.iter().zip(loaded).enumerate() {
         let gguf = GgufFile::open(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
         let reads_by_type = decode_reads_by_type(&gguf);
+        let expert_reads_by_type = decode_expert_reads_by_type(&gguf);
         let shape = ModelShape::from_gguf(&gguf).ok();
         // The mean context depth of a tg run of n_gen tokens.
         let depth = u64::from(work.n_gen / 2);
@@ -633,6 +637,7 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
             expert_slices,
             read_bytes: reads_by_type.values().sum::<f64>() + kv_read,
             reads_by_type,
+            expert_reads_by_type,
             kv_read_bytes: kv_read,
             planner_read_bytes: crate::planner::decode_read_bytes(&gguf),
             n_gen: work.n_gen,
@@ -650,9 +655,16 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
         .iter()
         .filter(|r| !r.held_out)
         .map(|r| {
-            let mut read_ms = [0.0; 3];
+            let mut read_ms = [0.0; 4];
             for (ty, &bytes) in &r.reads_by_type {
-                read_ms[ReadGroup::of(ty) as usize] += ms_at(bytes);
+                let group = ReadGroup::of(ty);
+                let expert = r.expert_reads_by_type.get(ty).copied().unwrap_or(0.0);
+                if group == ReadGroup::KQuant && expert > 0.0 {
+                    read_ms[ReadGroup::ExpertKQuant as usize] += ms_at(expert);
+                    read_ms[group as usize] += ms_at(bytes - expert);
+                } else {
+                    read_ms[group as usize] += ms_at(bytes);
+                }
             }
             read_ms[ReadGroup::Float as usize] += ms_at(r.kv_read_bytes);
             DecodeSample {
@@ -675,6 +687,9 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
             base_eff.cpu_bandwidth,
             base_eff.cpu_bandwidth_for(LEGACY_QUANT_TYPES[1]),
             base_eff.cpu_bandwidth_for(FLOAT_TYPES[1]),
+            base_eff
+                .cpu_expert_bandwidth
+                .unwrap_or(base_eff.cpu_bandwidth),
         ],
     );
     notes.extend(fit.notes.iter().cloned());
@@ -720,6 +735,9 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
     } else if fitted(ReadGroup::Legacy) {
         profile.efficiency.cpu_bandwidth = eff(ReadGroup::Legacy);
     }
+    if fitted(ReadGroup::ExpertKQuant) {
+        profile.efficiency.cpu_expert_bandwidth = Some(eff(ReadGroup::ExpertKQuant));
+    }
     for (group, types) in [
         (ReadGroup::Legacy, &LEGACY_QUANT_TYPES[..]),
         (ReadGroup::Float, &FLOAT_TYPES[..]),
@@ -758,8 +776,14 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
         let reads = r
             .reads_by_type
             .iter()
-            .map(|(ty, &b)| (ty.as_str(), b))
-            .chain([("F16", r.kv_read_bytes)]);
+            .flat_map(|(ty, &b)| {
+                let expert = r.expert_reads_by_type.get(ty).copied().unwrap_or(0.0);
+                [
+                    (ty.as_str(), b - expert, false),
+                    (ty.as_str(), expert, true),
+                ]
+            })
+            .chain([("F16", r.kv_read_bytes, false)]);
         r.predicted_tok_s = 1e3
             / profile.cpu_decode_ms_typed(
                 &OverheadCounts {
@@ -835,9 +859,13 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
         }
         println!();
         println!(
-            "memory read {:.2} GB/s x efficiency {:.3} K/IQ quants, {:.3} legacy quants, {:.3} F32/F16/BF16; overheads {:.4} ms/token + {:.2} us/graph node (+ {:.2} us when rebuilt per token) + {:.2} us/expert matrix",
+            "memory read {:.2} GB/s x efficiency {:.3} K/IQ quants ({:.3} as routed experts), {:.3} legacy quants, {:.3} F32/F16/BF16; overheads {:.4} ms/token + {:.2} us/graph node (+ {:.2} us when rebuilt per token) + {:.2} us/expert matrix",
             profile.cpu.mem_bandwidth_gbs,
             profile.efficiency.cpu_bandwidth,
+            profile
+                .efficiency
+                .cpu_expert_bandwidth
+                .unwrap_or(profile.efficiency.cpu_bandwidth),
             profile.efficiency.cpu_bandwidth_for("Q4_1"),
             profile.efficiency.cpu_bandwidth_for("F16"),
             profile.efficiency.token_overhead_ms,
@@ -924,7 +952,7 @@ fn header(
         ));
     }
     h.push_str(&format!(
-        "# - efficiency.cpu_bandwidth (K/IQ quants), cpu_type_bandwidth (legacy quants, F32/F16/\n#   BF16 and the KV cache), token_overhead_ms, node_overhead_ms, graph_build_node_ms,\n#   expert_slice_ms: fit of T_tok = token + n_nodes * node + rebuilt_nodes * graph_build\n#   + expert_slices * expert_slice#   + sum over types of bytes / (efficiency * mem_bandwidth) to measured decode times of\n#   {} models (mean abs error {:.1} %; fitted K/IQ, legacy, float: {:?}).\n",
+        "# - efficiency.cpu_bandwidth (K/IQ quants), cpu_type_bandwidth (legacy quants, F32/F16/\n#   BF16 and the KV cache), token_overhead_ms, node_overhead_ms, graph_build_node_ms,\n#   expert_slice_ms: fit of T_tok = token + n_nodes * node + rebuilt_nodes * graph_build\n#   + expert_slices * expert_slice\n#   + sum over types of bytes / (efficiency * mem_bandwidth) to measured decode times of\n#   {} models (mean abs error {:.1} %; fitted K/IQ, legacy, float, routed-expert K/IQ:\n#   {:?}); cpu_expert_bandwidth: routed-expert weights in K/IQ quants.\n",
         n_models, fit.mean_abs_error_pct, fit.fitted
     ));
     h.push_str("# - GPU figures: shipped profile of the same GPU or defaults (not measured).\n");

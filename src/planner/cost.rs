@@ -74,10 +74,12 @@ pub fn predict(shape: &ModelShape, profile: &DeviceProfile, plan: &Plan) -> Pred
     let n_layer = shape.n_layer as usize;
 
     // ---- decode ----
-    let mut read = [0f64; 3]; // vram, ram, ssd bytes per token
-                              // CPU-side reads cost by weight type: on few cores decode is bound by dequantizing,
-                              // so quantized weights stream at a lower share of the bandwidth than F16 does
-                              // (`efficiency.cpu_type_bandwidth`, fitted by `edge profile calibrate`).
+    // vram, ram, ssd bytes per token. CPU-side reads cost by weight type: on few cores
+    // decode is bound by dequantizing, so quantized weights stream at a lower share of
+    // the bandwidth than F16 does, and routed experts (k small matrices) slower than
+    // dense ones (`efficiency.cpu_type_bandwidth` / `cpu_expert_bandwidth`, fitted by
+    // `edge profile calibrate`).
+    let mut read = [0f64; 3];
     let mut t_cpu = 0f64;
     let mut layer_has_cpu = vec![false; n_layer];
     for t in &plan.tensors {
@@ -89,7 +91,11 @@ pub fn predict(shape: &ModelShape, profile: &DeviceProfile, plan: &Plan) -> Pred
         let bytes = t.density * t.bytes as f64;
         read[slot] += bytes;
         if t.tier != Tier::Vram {
-            t_cpu += profile.cpu_read_ms(&t.ggml_type, bytes);
+            t_cpu += if t.role == TensorRole::RoutedExpert {
+                profile.cpu_expert_read_ms(&t.ggml_type, bytes)
+            } else {
+                profile.cpu_read_ms(&t.ggml_type, bytes)
+            };
         }
         // A tied output head is token_embd itself: every token multiplies by all of it,
         // on the GPU copy when the output layer is offloaded, else on the CPU.

@@ -33,6 +33,11 @@ pub struct SsdResult {
     pub cache_dropped: bool,
 }
 
+/// Ceiling of a fitted CPU read efficiency. It is relative to the memory bandwidth edge's
+/// probe measures (threads summing a buffer), which ggml's prefetching kernels can beat:
+/// F16 decode here streamed at up to 1.2x the probe's figure.
+pub const MAX_CPU_READ_EFFICIENCY: f64 = 1.5;
+
 /// Weight types that need no dequantizing; they stream at their own efficiency.
 pub const FLOAT_TYPES: [&str; 3] = ["F32", "F16", "BF16"];
 /// The legacy block quants, whose CPU kernels dequantize at another rate than the K and
@@ -48,10 +53,17 @@ pub enum ReadGroup {
     Legacy = 1,
     /// [`FLOAT_TYPES`] and the F16 KV cache.
     Float = 2,
+    /// Routed-expert weights in K/IQ quants: `efficiency.cpu_expert_bandwidth`.
+    ExpertKQuant = 3,
 }
 
 impl ReadGroup {
-    pub const ALL: [ReadGroup; 3] = [ReadGroup::KQuant, ReadGroup::Legacy, ReadGroup::Float];
+    pub const ALL: [ReadGroup; 4] = [
+        ReadGroup::KQuant,
+        ReadGroup::Legacy,
+        ReadGroup::Float,
+        ReadGroup::ExpertKQuant,
+    ];
 
     pub fn of(ggml_type: &str) -> ReadGroup {
         let is = |list: &[&str]| list.iter().any(|t| t.eq_ignore_ascii_case(ggml_type));
@@ -69,6 +81,7 @@ impl ReadGroup {
             ReadGroup::KQuant => "K/IQ-quant",
             ReadGroup::Legacy => "legacy-quant (Q4_0..Q8_0)",
             ReadGroup::Float => "F32/F16/BF16",
+            ReadGroup::ExpertKQuant => "routed-expert K/IQ-quant",
         }
     }
 }
@@ -78,11 +91,23 @@ impl ReadGroup {
 /// output head when it is tied to the token embedding: llama.cpp then multiplies by all
 /// of `token_embd` for the logits, although the embedding itself is only gathered.
 pub fn decode_reads_by_type(gguf: &GgufFile) -> BTreeMap<String, f64> {
+    reads_by_type(gguf, |_| true)
+}
+
+/// The part of [`decode_reads_by_type`] that is routed-expert weights.
+pub fn decode_expert_reads_by_type(gguf: &GgufFile) -> BTreeMap<String, f64> {
+    reads_by_type(gguf, |role| role == TensorRole::RoutedExpert)
+}
+
+fn reads_by_type(gguf: &GgufFile, keep: impl Fn(TensorRole) -> bool) -> BTreeMap<String, f64> {
     let experts = expert_counts(gguf);
     let tied = !gguf.tensors.iter().any(|t| t.name == "output.weight");
     let mut out = BTreeMap::new();
     for t in &gguf.tensors {
         let role = role_of(&t.name);
+        if !keep(role) {
+            continue;
+        }
         let mut density = decode_density(t, role, experts);
         if tied && role == TensorRole::TokenEmbd {
             density += 1.0;
@@ -119,7 +144,7 @@ pub struct DecodeSample {
     /// ([`crate::planner::ModelShape::expert_slices_layer`]).
     pub expert_slices: u64,
     /// Indexed by `ReadGroup as usize`.
-    pub read_ms: [f64; 3],
+    pub read_ms: [f64; 4],
     /// Measured time per token, ms.
     pub measured_ms: f64,
 }
@@ -131,9 +156,9 @@ pub struct Fit {
     pub graph_build_node_ms: f64,
     pub expert_slice_ms: f64,
     /// Bandwidth efficiency per [`ReadGroup`] (indexed by `ReadGroup as usize`).
-    pub efficiency: [f64; 3],
+    pub efficiency: [f64; 4],
     /// Which were fitted (else kept at the value given).
-    pub fitted: [bool; 3],
+    pub fitted: [bool; 4],
     /// Mean absolute relative error of the fit over the models, %.
     pub mean_abs_error_pct: f64,
     pub notes: Vec<String>,
@@ -325,11 +350,11 @@ fn read_at(f: &File, buf: &mut [u8], offset: u64) -> Result<()> {
 
 /// Fits `T = token + n_nodes * node + rebuilt_nodes * build + expert_slices * slice +
 /// sum_g read_ms[g] / e_g` by
-/// non-negative least squares on relative errors, with each `e_g` in (0, 1] (`1 / e` is
-/// `1 + x`, `x >= 0`). A group is fitted only when some model spends at least a tenth of
+/// non-negative least squares on relative errors, with each `e_g` in
+/// (0, [`MAX_CPU_READ_EFFICIENCY`]] (`1 / e` is `1 / MAX + x`, `x >= 0`). A group is fitted only when some model spends at least a tenth of
 /// its time on it and it is most of that model's reads; otherwise its efficiency stays at
 /// the value given (`defaults`, indexed by `ReadGroup as usize`).
-pub fn fit_decode(samples: &[DecodeSample], defaults: [f64; 3]) -> Fit {
+pub fn fit_decode(samples: &[DecodeSample], defaults: [f64; 4]) -> Fit {
     let free: Vec<bool> = ReadGroup::ALL
         .iter()
         .map(|&g| {
@@ -366,7 +391,7 @@ pub fn fit_decode(samples: &[DecodeSample], defaults: [f64; 3]) -> Fit {
                 let read = s.read_ms[g];
                 if f {
                     features.push(read);
-                    target -= read;
+                    target -= read / MAX_CPU_READ_EFFICIENCY;
                 } else {
                     target -= read / defaults[g];
                 }
@@ -384,7 +409,8 @@ pub fn fit_decode(samples: &[DecodeSample], defaults: [f64; 3]) -> Fit {
     let mut next = 4;
     for (g, &f) in free.iter().enumerate() {
         if f {
-            effs[g] = (1.0 / (1.0 + x[next])).clamp(1e-3, 1.0);
+            effs[g] = (1.0 / (1.0 / MAX_CPU_READ_EFFICIENCY + x[next]))
+                .clamp(1e-3, MAX_CPU_READ_EFFICIENCY);
             next += 1;
         }
     }
@@ -410,7 +436,7 @@ pub fn fit_decode(samples: &[DecodeSample], defaults: [f64; 3]) -> Fit {
         graph_build_node_ms: c,
         expert_slice_ms: d,
         efficiency: effs,
-        fitted: [free[0], free[1], free[2]],
+        fitted: [free[0], free[1], free[2], free[3]],
         mean_abs_error_pct,
         notes,
     }
@@ -493,7 +519,7 @@ mod tests {
             n_nodes,
             rebuilt_nodes: 0,
             expert_slices: 0,
-            read_ms: [k_mb * 0.1, legacy_mb * 0.1, float_mb * 0.1],
+            read_ms: [k_mb * 0.1, legacy_mb * 0.1, float_mb * 0.1, 0.0],
             measured_ms: ms,
         }
     }
@@ -520,9 +546,27 @@ mod tests {
         };
         let mut rebuilt = sample(40, 0.0, 0.0, 4.0, t(40, 40, 0.0, 0.0, 4.0));
         rebuilt.rebuilt_nodes = 40;
-        // An MoE model: 24 expert matrices at 0.02 ms each.
-        let mut moe = sample(50, 20.0, 0.0, 1.0, t(50, 0, 20.0, 0.0, 1.0) + 24.0 * 0.02);
+        // An MoE model: 24 expert matrices at 0.02 ms each, and 30 MB of K-quant experts
+        // at efficiency 0.4.
+        let mut moe = sample(
+            50,
+            20.0,
+            0.0,
+            1.0,
+            t(50, 0, 20.0, 0.0, 1.0) + 24.0 * 0.02 + 30.0 * 0.1 / 0.4,
+        );
         moe.expert_slices = 24;
+        moe.read_ms[ReadGroup::ExpertKQuant as usize] = 3.0;
+        // Another, fewer slices, so slices and expert reads are told apart.
+        let mut moe2 = sample(
+            60,
+            5.0,
+            0.0,
+            1.0,
+            t(60, 0, 5.0, 0.0, 1.0) + 8.0 * 0.02 + 40.0 * 0.1 / 0.4,
+        );
+        moe2.expert_slices = 8;
+        moe2.read_ms[ReadGroup::ExpertKQuant as usize] = 4.0;
         let samples = vec![
             sample(2, 0.0, 0.0, 1.5, t(2, 0, 0.0, 0.0, 1.5)),
             sample(12, 0.0, 0.0, 9.0, t(12, 0, 0.0, 0.0, 9.0)),
@@ -532,32 +576,33 @@ mod tests {
             sample(20, 50.0, 0.0, 2.0, t(20, 0, 50.0, 0.0, 2.0)),
             rebuilt,
             moe,
+            moe2,
         ];
-        let f = fit_decode(&samples, [0.55; 3]);
-        assert_eq!(f.fitted, [true; 3], "{f:?}");
+        let f = fit_decode(&samples, [0.55; 4]);
+        assert_eq!(f.fitted, [true; 4], "{f:?}");
         assert!((f.token_overhead_ms - 0.2).abs() < 1e-6, "{f:?}");
         assert!((f.node_overhead_ms - 0.03).abs() < 1e-6, "{f:?}");
         assert!((f.graph_build_node_ms - 0.01).abs() < 1e-6, "{f:?}");
         assert!((f.expert_slice_ms - 0.02).abs() < 1e-6, "{f:?}");
-        for (got, want) in f.efficiency.iter().zip([0.5, 0.25, 0.8]) {
+        for (got, want) in f.efficiency.iter().zip([0.5, 0.25, 0.8, 0.4]) {
             assert!((got - want).abs() < 1e-6, "{f:?}");
         }
         assert!(f.mean_abs_error_pct < 1e-6);
     }
 
     #[test]
-    fn the_fit_keeps_coefficients_non_negative_and_efficiency_at_most_one() {
-        // Faster than the memory bandwidth allows (cache-resident): efficiency capped at 1.
+    fn the_fit_keeps_coefficients_non_negative_and_efficiency_capped() {
+        // Far faster than the memory bandwidth allows (cache-resident): efficiency capped.
         let samples = vec![
             sample(2, 0.0, 0.0, 100.0, 5.0),
             sample(4, 0.0, 0.0, 200.0, 10.0),
         ];
-        let f = fit_decode(&samples, [0.55; 3]);
-        assert!(f.efficiency[ReadGroup::Float as usize] <= 1.0);
+        let f = fit_decode(&samples, [0.55; 4]);
+        assert!(f.efficiency[ReadGroup::Float as usize] <= MAX_CPU_READ_EFFICIENCY);
         assert!(f.token_overhead_ms >= 0.0 && f.node_overhead_ms >= 0.0);
         assert_eq!(f.graph_build_node_ms, 0.0);
         // No quantized model: those efficiencies stay as given, with a note.
-        assert_eq!(f.fitted, [false, false, true]);
+        assert_eq!(f.fitted, [false, false, true, false]);
         assert_eq!(f.efficiency[ReadGroup::KQuant as usize], 0.55);
         assert!(f.notes.iter().any(|n| n.contains("K/IQ")), "{f:?}");
         // Only overhead-bound models: all stay; the overheads are fitted.
@@ -565,8 +610,8 @@ mod tests {
             sample(2, 0.0, 0.0, 0.001, 0.3),
             sample(12, 0.0, 0.0, 0.001, 0.8),
         ];
-        let f = fit_decode(&samples, [0.5, 0.4, 0.6]);
-        assert_eq!(f.efficiency, [0.5, 0.4, 0.6]);
+        let f = fit_decode(&samples, [0.5, 0.4, 0.6, 0.3]);
+        assert_eq!(f.efficiency, [0.5, 0.4, 0.6, 0.3]);
         assert!((f.node_overhead_ms - 0.05).abs() < 1e-3, "{f:?}");
     }
 

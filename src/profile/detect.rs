@@ -41,6 +41,7 @@ pub fn default_efficiency() -> Efficiency {
         graph_build_node_ms: 0.0,
         expert_slice_ms: 0.0,
         cpu_type_bandwidth: Default::default(),
+        cpu_expert_bandwidth: None,
     }
 }
 

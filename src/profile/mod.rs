@@ -224,6 +224,12 @@ pub struct Efficiency {
     /// quantized types (`cpu_bandwidth`). Types not listed use `cpu_bandwidth`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub cpu_type_bandwidth: BTreeMap<String, f64>,
+    /// Achieved / peak CPU memory bandwidth for routed-expert weights in K/IQ quants,
+    /// where it differs from `cpu_bandwidth`: an MoE layer multiplies k small expert
+    /// matrices (`mul_mat_id`), which stream slower than one dense matrix of the same
+    /// type. Fitted by `edge profile calibrate`; unset means `cpu_bandwidth`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_expert_bandwidth: Option<f64>,
 }
 
 /// What the per-token CPU overheads are counted in ([`DeviceProfile::cpu_overhead_ms`]).
@@ -279,16 +285,27 @@ impl DeviceProfile {
             ));
         }
         let e = &self.efficiency;
-        for (ty, &v) in &e.cpu_type_bandwidth {
-            if !(v > 0.0 && v <= 1.0) {
+        // CPU read efficiencies are relative to cpu.mem_bandwidth_gbs; when that comes from
+        // edge's own probe (a calibrated profile), ggml's kernels can beat it a little.
+        let cpu_reads = e
+            .cpu_type_bandwidth
+            .iter()
+            .map(|(ty, &v)| (format!("efficiency.cpu_type_bandwidth.{ty}"), v))
+            .chain(
+                e.cpu_expert_bandwidth
+                    .map(|v| ("efficiency.cpu_expert_bandwidth".to_string(), v)),
+            )
+            .chain([("efficiency.cpu_bandwidth".to_string(), e.cpu_bandwidth)]);
+        for (what, v) in cpu_reads {
+            if !(v > 0.0 && v <= calibrate::MAX_CPU_READ_EFFICIENCY) {
                 return Err(bad(format!(
-                    "efficiency.cpu_type_bandwidth.{ty} must be in (0, 1], got {v}"
+                    "{what} must be in (0, {}], got {v}",
+                    calibrate::MAX_CPU_READ_EFFICIENCY
                 )));
             }
         }
         for (what, v) in [
             ("efficiency.gpu_bandwidth", e.gpu_bandwidth),
-            ("efficiency.cpu_bandwidth", e.cpu_bandwidth),
             ("efficiency.gpu_compute", e.gpu_compute),
             ("efficiency.cpu_compute", e.cpu_compute),
         ] {
@@ -367,18 +384,36 @@ impl DeviceProfile {
         bytes / (bw * 1e9) * 1e3
     }
 
+    /// [`Self::cpu_read_ms`] for routed-expert weights: K/IQ quants at
+    /// `cpu_expert_bandwidth` when the profile has one.
+    pub fn cpu_expert_read_ms(&self, ggml_type: &str, bytes: f64) -> f64 {
+        match self.efficiency.cpu_expert_bandwidth {
+            Some(eff) if calibrate::ReadGroup::of(ggml_type) == calibrate::ReadGroup::KQuant => {
+                bytes / (self.cpu.mem_bandwidth_gbs * eff * 1e9) * 1e3
+            }
+            _ => self.cpu_read_ms(ggml_type, bytes),
+        }
+    }
+
     /// Predicted CPU decode time per token, ms, for a model whose layers all run on the
-    /// CPU: [`Self::cpu_overhead_ms`] plus the reads split by ggml type (`(type, bytes)`),
-    /// each at its own efficiency. This is the model `edge profile calibrate` fits.
+    /// CPU: [`Self::cpu_overhead_ms`] plus the reads split by ggml type and whether they are
+    /// routed experts (`(type, bytes, expert)`), each at its own efficiency. This is the
+    /// model `edge profile calibrate` fits.
     pub fn cpu_decode_ms_typed<'a>(
         &self,
         counts: &OverheadCounts,
-        reads: impl IntoIterator<Item = (&'a str, f64)>,
+        reads: impl IntoIterator<Item = (&'a str, f64, bool)>,
     ) -> f64 {
         self.cpu_overhead_ms(counts)
             + reads
                 .into_iter()
-                .map(|(ty, bytes)| self.cpu_read_ms(ty, bytes))
+                .map(|(ty, bytes, expert)| {
+                    if expert {
+                        self.cpu_expert_read_ms(ty, bytes)
+                    } else {
+                        self.cpu_read_ms(ty, bytes)
+                    }
+                })
                 .sum::<f64>()
     }
 
