@@ -39,25 +39,6 @@ fn assert_no_output(out: &Path) {
     }
 }
 
-fn answers_paris(model: &Path) {
-    let o = run_edge(&[
-        "run",
-        s(model),
-        "Name the capital of France.",
-        "--temp",
-        "0",
-        "--max-tokens",
-        "24",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        stdout(&o).contains("Paris"),
-        "{}: {}",
-        model.display(),
-        stdout(&o)
-    );
-}
-
 #[test]
 fn smollm2_f16_q8_0_q4_k_m_sizes_match_dry_run_and_answer_paris() {
     let f16 = smollm2_f16();

@@ -69,20 +69,6 @@ fn tensors(paths: &[PathBuf]) -> Vec<(String, u32, Vec<u64>, Vec<u8>)> {
     out
 }
 
-fn answers_paris(model: &Path) {
-    let o = run_edge(&[
-        "run",
-        s(model),
-        "Name the capital of France.",
-        "--temp",
-        "0",
-        "--max-tokens",
-        "24",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("Paris"), "{}", stdout(&o));
-}
-
 #[test]
 fn split_by_size_keeps_every_tensor_and_the_first_shard_answers_paris() {
     let model = smollm2();

@@ -16,6 +16,7 @@ use serde_json::json;
 use crate::commands::bench::{run_test, TestParams};
 use crate::engine::{default_threads, LoadOptions, Model};
 use crate::gguf_info::GgufFile;
+use crate::planner::model::{GRAPH_NODES_BASE, TYPICAL_DENSE_LAYER_NODES};
 use crate::planner::{plan as plan_model, ModelShape, PlanRequest};
 use crate::profile::calibrate::{
     decode_expert_reads_by_type, decode_reads_by_type, fit_decode, kv_read_bytes,
@@ -365,13 +366,8 @@ struct ModelRun {
     held_out: bool,
     path: PathBuf,
     architecture: String,
-    n_layer: u64,
-    /// Nodes of llama.cpp's decode graph.
-    n_nodes: u64,
-    /// The same when the graph is rebuilt every token (llama4), else 0.
-    rebuilt_nodes: u64,
-    /// Routed-expert matrices read per token.
-    expert_slices: u64,
+    /// Layers, graph nodes, rebuilt graph nodes and routed-expert matrices per token.
+    counts: OverheadCounts,
     /// Weight bytes one token reads, per ggml type (tied output head included).
     reads_by_type: BTreeMap<String, f64>,
     /// The routed-expert part of `reads_by_type`.
@@ -390,6 +386,23 @@ struct ModelRun {
     error_pct: f64,
     /// What `planner::plan` predicts with the calibrated profile today.
     planner_tok_s: Option<f64>,
+}
+
+impl ModelRun {
+    /// One token's reads as `(ggml type, bytes, routed expert)`: the weights split into
+    /// their routed-expert and other parts, then the KV cache (F16).
+    fn reads(&self) -> impl Iterator<Item = (&str, f64, bool)> + '_ {
+        self.reads_by_type
+            .iter()
+            .flat_map(|(ty, &bytes)| {
+                let expert = self.expert_reads_by_type.get(ty).copied().unwrap_or(0.0);
+                [
+                    (ty.as_str(), bytes - expert, false),
+                    (ty.as_str(), expert, true),
+                ]
+            })
+            .chain([("F16", self.kv_read_bytes, false)])
+    }
 }
 
 fn progress(msg: &str) {
@@ -515,14 +528,7 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
         }
     }
     let n_fit = models.len();
-    for m in &args.validate {
-        let path = crate::resolve::resolve_model(m)?;
-        let label = path
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_else(|| m.clone());
-        models.push((label, path));
-    }
+    models.extend(labelled_models(&args.validate)?);
     let mut runs = Vec::new();
     let mut shapes = Vec::new();
     let mut prefill_gflops = None;
@@ -603,20 +609,15 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
         // The mean context depth of a tg run of n_gen tokens.
         let depth = u64::from(work.n_gen / 2);
         let kv_read = shape.as_ref().map_or(0.0, |s| kv_read_bytes(s, depth));
-        let (n_layer, n_nodes, rebuilt_nodes, expert_slices) = match &shape {
-            Some(s) => (
-                u64::from(s.n_layer),
-                s.graph_nodes(),
-                if s.graph_rebuilt_per_token() {
-                    s.graph_nodes()
-                } else {
-                    0
-                },
-                (0..s.n_layer).map(|il| s.expert_slices_layer(il)).sum(),
-            ),
+        let counts = match &shape {
+            Some(s) => s.cpu_overhead_counts(),
             None => {
-                let n = gguf.arch_u64("block_count").unwrap_or(0);
-                (n, 9 + 33 * n, 0, 0)
+                let layers = gguf.arch_u64("block_count").unwrap_or(0);
+                OverheadCounts {
+                    layers,
+                    nodes: GRAPH_NODES_BASE + TYPICAL_DENSE_LAYER_NODES * layers,
+                    ..Default::default()
+                }
             }
         };
         // The median repetition: robust to a run disturbed by other processes.
@@ -631,10 +632,7 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
             held_out: i >= n_fit,
             path: path.clone(),
             architecture: gguf.architecture().unwrap_or("?").to_string(),
-            n_layer,
-            n_nodes,
-            rebuilt_nodes,
-            expert_slices,
+            counts,
             read_bytes: reads_by_type.values().sum::<f64>() + kv_read,
             reads_by_type,
             expert_reads_by_type,
@@ -656,21 +654,11 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
         .filter(|r| !r.held_out)
         .map(|r| {
             let mut read_ms = [0.0; 4];
-            for (ty, &bytes) in &r.reads_by_type {
-                let group = ReadGroup::of(ty);
-                let expert = r.expert_reads_by_type.get(ty).copied().unwrap_or(0.0);
-                if group == ReadGroup::KQuant && expert > 0.0 {
-                    read_ms[ReadGroup::ExpertKQuant as usize] += ms_at(expert);
-                    read_ms[group as usize] += ms_at(bytes - expert);
-                } else {
-                    read_ms[group as usize] += ms_at(bytes);
-                }
+            for (ty, bytes, expert) in r.reads() {
+                read_ms[ReadGroup::of_weight(ty, expert) as usize] += ms_at(bytes);
             }
-            read_ms[ReadGroup::Float as usize] += ms_at(r.kv_read_bytes);
             DecodeSample {
-                n_nodes: r.n_nodes,
-                rebuilt_nodes: r.rebuilt_nodes,
-                expert_slices: r.expert_slices,
+                counts: r.counts,
                 read_ms,
                 measured_ms: r.measured_ms,
             }
@@ -773,27 +761,7 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
     // Predictions of the calibrated cost model, and of the planner as it stands.
     let mut planner_differs = false;
     for (r, shape) in runs.iter_mut().zip(&shapes) {
-        let reads = r
-            .reads_by_type
-            .iter()
-            .flat_map(|(ty, &b)| {
-                let expert = r.expert_reads_by_type.get(ty).copied().unwrap_or(0.0);
-                [
-                    (ty.as_str(), b - expert, false),
-                    (ty.as_str(), expert, true),
-                ]
-            })
-            .chain([("F16", r.kv_read_bytes, false)]);
-        r.predicted_tok_s = 1e3
-            / profile.cpu_decode_ms_typed(
-                &OverheadCounts {
-                    layers: r.n_layer,
-                    nodes: r.n_nodes,
-                    rebuilt_nodes: r.rebuilt_nodes,
-                    expert_slices: r.expert_slices,
-                },
-                reads,
-            );
+        r.predicted_tok_s = 1e3 / profile.cpu_decode_ms_typed(&r.counts, r.reads());
         r.error_pct = (r.predicted_tok_s - r.measured_tok_s) / r.measured_tok_s * 100.0;
         r.planner_tok_s = shape
             .as_ref()
@@ -849,8 +817,8 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
                 "| {}{} | {} | {} | {} | {:.2} | {:.2} | {:+.1} % |",
                 r.label,
                 if r.held_out { " (held out)" } else { "" },
-                r.n_layer,
-                r.n_nodes,
+                r.counts.layers,
+                r.counts.nodes,
                 human_bytes(r.read_bytes as u64),
                 r.measured_tok_s,
                 r.predicted_tok_s,
@@ -994,16 +962,23 @@ fn save_profile(dir: &Path, text: &str) -> Result<PathBuf> {
 }
 
 /// The real models to time: the ones given, else SmolLM2 from the test data or the store.
+/// Models named on the command line (paths or names), each labelled by its file name.
+fn labelled_models(given: &[String]) -> Result<Vec<(String, PathBuf)>> {
+    given
+        .iter()
+        .map(|m| {
+            let path = crate::resolve::resolve_model(m)?;
+            let label = path
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_else(|| m.clone());
+            Ok((label, path))
+        })
+        .collect()
+}
+
 fn real_models(given: &[String], notes: &mut Vec<String>) -> Result<Vec<(String, PathBuf)>> {
-    let mut out = Vec::new();
-    for m in given {
-        let path = crate::resolve::resolve_model(m)?;
-        let label = path
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_else(|| m.clone());
-        out.push((label, path));
-    }
+    let mut out = labelled_models(given)?;
     if !out.is_empty() {
         return Ok(out);
     }

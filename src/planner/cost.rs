@@ -165,11 +165,7 @@ pub fn predict(shape: &ModelShape, profile: &DeviceProfile, plan: &Plan) -> Pred
     } else {
         shape.graph_nodes()
     };
-    let rebuilt_nodes = if shape.graph_rebuilt_per_token() {
-        shape.graph_nodes()
-    } else {
-        0
-    };
+    let rebuilt_nodes = shape.rebuilt_graph_nodes();
     // Routed-expert matrices read on the CPU: k per CPU-resident expert tensor.
     let expert_slices = plan
         .tensors

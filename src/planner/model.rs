@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::classify::{decode_density, expert_counts, layer_of, role_of, TensorRole};
 use crate::gguf_info::{GgmlType, GgufFile};
+use crate::profile::OverheadCounts;
 
 /// One weight tensor as the planner sees it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -199,7 +200,7 @@ impl ModelShape {
             ("qwen3moe", true) => 48 + expert_sum,
             ("llama4", false) => 33,
             ("llama4", true) => 47 + expert_sum,
-            (_, false) => 33,
+            (_, false) => TYPICAL_DENSE_LAYER_NODES,
             (_, true) => 48 + expert_sum,
         };
         if nope {
@@ -228,6 +229,28 @@ impl ModelShape {
             .count() as u64
     }
 
+    /// The graph's nodes when llama.cpp rebuilds it every token, else 0: what
+    /// `efficiency.graph_build_node_ms` is charged on.
+    pub fn rebuilt_graph_nodes(&self) -> u64 {
+        if self.graph_rebuilt_per_token() {
+            self.graph_nodes()
+        } else {
+            0
+        }
+    }
+
+    /// What the per-token overheads are counted in when every layer runs on the CPU.
+    pub fn cpu_overhead_counts(&self) -> OverheadCounts {
+        OverheadCounts {
+            layers: u64::from(self.n_layer),
+            nodes: self.graph_nodes(),
+            rebuilt_nodes: self.rebuilt_graph_nodes(),
+            expert_slices: (0..self.n_layer)
+                .map(|il| self.expert_slices_layer(il))
+                .sum(),
+        }
+    }
+
     /// All nodes of the decode graph.
     pub fn graph_nodes(&self) -> u64 {
         self.graph_nodes_base()
@@ -247,7 +270,9 @@ impl ModelShape {
 }
 
 /// See [`ModelShape::graph_nodes_base`].
-const GRAPH_NODES_BASE: u64 = 9;
+pub const GRAPH_NODES_BASE: u64 = 9;
+/// Nodes of a dense layer of an architecture edge has no exact count for.
+pub const TYPICAL_DENSE_LAYER_NODES: u64 = 33;
 
 fn total_bytes(gguf: &GgufFile) -> u64 {
     gguf.tensors.iter().map(|t| t.bytes).sum()

@@ -17,6 +17,7 @@ use crate::gguf_info::GgufFile;
 use crate::planner::classify::{decode_density, expert_counts, role_of, TensorRole};
 use crate::planner::memory::{kv_cells, kv_layer_bytes};
 use crate::planner::{KvType, ModelShape};
+use crate::profile::OverheadCounts;
 use crate::term::human_bytes;
 
 /// Size of one random read.
@@ -73,6 +74,15 @@ impl ReadGroup {
             ReadGroup::Legacy
         } else {
             ReadGroup::KQuant
+        }
+    }
+
+    /// The group of a weight read: [`ReadGroup::of`] its type, except that routed-expert
+    /// K/IQ-quant weights have their own.
+    pub fn of_weight(ggml_type: &str, routed_expert: bool) -> ReadGroup {
+        match ReadGroup::of(ggml_type) {
+            ReadGroup::KQuant if routed_expert => ReadGroup::ExpertKQuant,
+            group => group,
         }
     }
 
@@ -135,14 +145,9 @@ pub fn kv_read_bytes(shape: &ModelShape, depth: u64) -> f64 {
 /// efficiency 1.
 #[derive(Debug, Clone, Copy)]
 pub struct DecodeSample {
-    /// Nodes of the decode graph ([`crate::planner::ModelShape::graph_nodes`]).
-    pub n_nodes: u64,
-    /// The same when llama.cpp rebuilds the graph every token, else 0
-    /// ([`crate::planner::ModelShape::graph_rebuilt_per_token`]).
-    pub rebuilt_nodes: u64,
-    /// Routed-expert matrices read per token
-    /// ([`crate::planner::ModelShape::expert_slices_layer`]).
-    pub expert_slices: u64,
+    /// Graph nodes, rebuilt nodes and expert matrices the overheads are fitted on
+    /// (`layers` is not used: the per-node term replaces it).
+    pub counts: OverheadCounts,
     /// Indexed by `ReadGroup as usize`.
     pub read_ms: [f64; 4],
     /// Measured time per token, ms.
@@ -382,9 +387,9 @@ pub fn fit_decode(samples: &[DecodeSample], defaults: [f64; 4]) -> Fit {
         .map(|s| {
             let mut features = vec![
                 1.0,
-                s.n_nodes as f64,
-                s.rebuilt_nodes as f64,
-                s.expert_slices as f64,
+                s.counts.nodes as f64,
+                s.counts.rebuilt_nodes as f64,
+                s.counts.expert_slices as f64,
             ];
             let mut target = s.measured_ms;
             for (g, &f) in free.iter().enumerate() {
@@ -416,9 +421,9 @@ pub fn fit_decode(samples: &[DecodeSample], defaults: [f64; 4]) -> Fit {
     }
     let (a, b, c, d) = (x[0], x[1], x[2], x[3]);
     let predict = |s: &DecodeSample| {
-        a + b * s.n_nodes as f64
-            + c * s.rebuilt_nodes as f64
-            + d * s.expert_slices as f64
+        a + b * s.counts.nodes as f64
+            + c * s.counts.rebuilt_nodes as f64
+            + d * s.counts.expert_slices as f64
             + s.read_ms.iter().zip(&effs).map(|(r, e)| r / e).sum::<f64>()
     };
     let mean_abs_error_pct = if samples.is_empty() {
@@ -516,9 +521,10 @@ mod tests {
     /// Reads in MB at 10 GB/s (0.1 ms per MB): K-quant, legacy-quant, float.
     fn sample(n_nodes: u64, k_mb: f64, legacy_mb: f64, float_mb: f64, ms: f64) -> DecodeSample {
         DecodeSample {
-            n_nodes,
-            rebuilt_nodes: 0,
-            expert_slices: 0,
+            counts: OverheadCounts {
+                nodes: n_nodes,
+                ..Default::default()
+            },
             read_ms: [k_mb * 0.1, legacy_mb * 0.1, float_mb * 0.1, 0.0],
             measured_ms: ms,
         }
@@ -545,7 +551,7 @@ mod tests {
                 + f * 0.1 / 0.8
         };
         let mut rebuilt = sample(40, 0.0, 0.0, 4.0, t(40, 40, 0.0, 0.0, 4.0));
-        rebuilt.rebuilt_nodes = 40;
+        rebuilt.counts.rebuilt_nodes = 40;
         // An MoE model: 24 expert matrices at 0.02 ms each, and 30 MB of K-quant experts
         // at efficiency 0.4.
         let mut moe = sample(
@@ -555,7 +561,7 @@ mod tests {
             1.0,
             t(50, 0, 20.0, 0.0, 1.0) + 24.0 * 0.02 + 30.0 * 0.1 / 0.4,
         );
-        moe.expert_slices = 24;
+        moe.counts.expert_slices = 24;
         moe.read_ms[ReadGroup::ExpertKQuant as usize] = 3.0;
         // Another, fewer slices, so slices and expert reads are told apart.
         let mut moe2 = sample(
@@ -565,7 +571,7 @@ mod tests {
             1.0,
             t(60, 0, 5.0, 0.0, 1.0) + 8.0 * 0.02 + 40.0 * 0.1 / 0.4,
         );
-        moe2.expert_slices = 8;
+        moe2.counts.expert_slices = 8;
         moe2.read_ms[ReadGroup::ExpertKQuant as usize] = 4.0;
         let samples = vec![
             sample(2, 0.0, 0.0, 1.5, t(2, 0, 0.0, 0.0, 1.5)),

@@ -387,8 +387,9 @@ impl DeviceProfile {
     /// [`Self::cpu_read_ms`] for routed-expert weights: K/IQ quants at
     /// `cpu_expert_bandwidth` when the profile has one.
     pub fn cpu_expert_read_ms(&self, ggml_type: &str, bytes: f64) -> f64 {
+        use calibrate::ReadGroup;
         match self.efficiency.cpu_expert_bandwidth {
-            Some(eff) if calibrate::ReadGroup::of(ggml_type) == calibrate::ReadGroup::KQuant => {
+            Some(eff) if ReadGroup::of_weight(ggml_type, true) == ReadGroup::ExpertKQuant => {
                 bytes / (self.cpu.mem_bandwidth_gbs * eff * 1e9) * 1e3
             }
             _ => self.cpu_read_ms(ggml_type, bytes),

@@ -79,6 +79,26 @@ pub fn run_edge(args: &[&str]) -> Output {
     edge().args(args).output().expect("spawn edge")
 }
 
+/// `edge run MODEL` answers "Paris" to the capital of France, greedily.
+pub fn answers_paris(model: &Path) {
+    let o = run_edge(&[
+        "run",
+        model.to_str().unwrap(),
+        "Name the capital of France.",
+        "--temp",
+        "0",
+        "--max-tokens",
+        "24",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("Paris"),
+        "{}: {}",
+        model.display(),
+        stdout(&o)
+    );
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
