@@ -674,6 +674,10 @@ impl ModelFacts {
 
 /// Checks that llama.cpp can load this header without hitting one of its asserts
 /// (which abort the process instead of returning an error).
+/// Fewest layers a llama4 model can have: llama.cpp's chunked attention leaves every
+/// 4th layer global, and its global KV cache must not be empty.
+pub const LLAMA4_MIN_LAYERS: u64 = 4;
+
 pub fn check_loadable(gguf: &GgufFile) -> Result<(), String> {
     let arch = gguf
         .architecture()
@@ -705,9 +709,12 @@ pub fn check_loadable(gguf: &GgufFile) -> Result<(), String> {
     // llama.cpp gives llama4 chunked attention on 3 of every 4 layers; with fewer than 4
     // layers its global-attention KV cache has no layer and decoding aborts the process.
     let n_layer = gguf.arch_u64("block_count").unwrap_or(0);
-    if arch == "llama4" && n_layer < 4 && gguf.arch_u64("attention.sliding_window") != Some(0) {
+    if arch == "llama4"
+        && n_layer < LLAMA4_MIN_LAYERS
+        && gguf.arch_u64("attention.sliding_window") != Some(0)
+    {
         return Err(format!(
-            "llama4 model with {n_layer} layers: llama.cpp needs at least 4 (every 4th layer is the global-attention one)"
+            "llama4 model with {n_layer} layers: llama.cpp needs at least {LLAMA4_MIN_LAYERS} (every 4th layer is the global-attention one)"
         ));
     }
     if gguf.tensors.is_empty() {

@@ -185,7 +185,8 @@ impl SynthSpec {
             "head_dim must be even (RoPE)"
         );
         ensure!(
-            self.arch != SynthArch::Llama4 || self.n_layer >= 4,
+            self.arch != SynthArch::Llama4
+                || u64::from(self.n_layer) >= crate::gguf_info::LLAMA4_MIN_LAYERS,
             "llama4 needs at least 4 layers (every 4th layer is the global-attention one; llama.cpp aborts without one)"
         );
         if self.arch.is_moe() {
