@@ -10,13 +10,7 @@ use crate::chat_template::{ChatTemplate, Message, RenderOptions, ThinkingMode};
 use crate::engine::{GenOutput, GenRequest, Sampling, Session};
 use crate::thinking::{Segment, THINK_CLOSE, THINK_OPEN};
 
-/// A piece of a rendered prompt. Template text is tokenized with special-token parsing;
-/// user-supplied text is not, so typing `<|im_end|>` cannot end a turn.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PromptPart {
-    pub text: String,
-    pub special: bool,
-}
+pub use crate::chat_template::PromptPart;
 
 /// The rendered prompt, split into template and user parts.
 #[derive(Debug, Clone)]

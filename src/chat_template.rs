@@ -20,6 +20,14 @@ use std::fmt::Write as _;
 use minijinja::value::{Kwargs, Serde, Value, ValueKind};
 use minijinja::{AutoEscape, Environment, ErrorKind};
 
+/// A piece of a rendered prompt. Template text is tokenized with special-token parsing;
+/// user-supplied text is not, so typing `<|im_end|>` cannot end a turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptPart {
+    pub text: String,
+    pub special: bool,
+}
+
 /// Name under which the template is registered (must not end in `.html`/`.xml`).
 const TEMPLATE_NAME: &str = "chat";
 

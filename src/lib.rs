@@ -5,6 +5,7 @@
 //! is kept apart from llama.cpp (`engine`) so it can be unit-tested without a model.
 
 pub mod batch;
+pub mod calibrate;
 pub mod catalog;
 pub mod chat;
 pub mod chat_template;
@@ -13,6 +14,7 @@ pub mod commands;
 pub mod engine;
 pub mod gguf_info;
 pub mod hub;
+pub mod loading;
 pub mod planner;
 pub mod profile;
 pub mod quantize;

@@ -117,3 +117,14 @@ pub fn print_table<const N: usize>(head: &[&str; N], rows: &[[String; N]]) {
         line(r.iter().map(String::as_str).collect());
     }
 }
+
+/// A 0–100 bar for loading a model.
+pub fn load_bar(path: &std::path::Path) -> indicatif::ProgressBar {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let bar = progress_bar(100, "loading {msg} [{bar:30}] {pos}%", false);
+    bar.set_message(name);
+    bar
+}

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 
 use common::*;
 use edge::chat::{ChatSession, ChatSettings, SamplingOverrides};
-use edge::engine::{LoadOptions, Model, SessionOptions};
+use edge::engine::{ContextSpec, LoadOptions, Model};
 use edge::synth::{write_gguf, SynthArch, SynthSpec};
 
 fn load(path: &std::path::Path) -> Model {
@@ -35,12 +35,13 @@ fn greedy(max_tokens: u32) -> ChatSettings {
     }
 }
 
-fn session_opts() -> SessionOptions {
-    SessionOptions {
+fn session_opts() -> ContextSpec {
+    ContextSpec {
         n_ctx: 2048,
         n_batch: 512,
         n_ubatch: 512,
         threads: 2,
+        ..ContextSpec::default()
     }
 }
 
@@ -87,7 +88,7 @@ fn multi_turn_chat_recalls_a_fact_from_turn_one() {
 #[test]
 fn typed_im_end_is_text_not_a_turn_boundary() {
     let model = load(&smollm2());
-    let im_end = model.llama.vocab().tokenize(b"<|im_end|>", false, true);
+    let im_end = model.tokenize("<|im_end|>", true);
     assert_eq!(im_end.len(), 1, "<|im_end|> is one special token");
     let session = model.new_session(&session_opts()).unwrap();
     let chat = ChatSession::new(session, greedy(8));
@@ -115,8 +116,8 @@ fn typed_im_end_is_text_not_a_turn_boundary() {
 fn qwen3_prompt_for_thinking_on_and_off_is_exactly_the_templates() {
     let path = synth_qwen3_real_vocab(SynthArch::Qwen3);
     let model = load(&path);
-    assert_eq!(model.llama.n_vocab(), 151669);
-    let think_id = model.llama.vocab().tokenize(b"<think>", false, true);
+    assert_eq!(model.n_vocab(), 151669);
+    let think_id = model.tokenize("<think>", true);
     assert_eq!(
         think_id.iter().map(|t| t.0).collect::<Vec<_>>(),
         vec![151667]

@@ -6,6 +6,7 @@
 //! the short forms `{"id", "prompt"}` and `{"id", "messages"}`. Output lines are
 //! `{"id", "custom_id", "line", "response": {"status_code", "body"}, "error"}`.
 
+pub mod job;
 pub mod runner;
 
 use std::collections::{HashMap, HashSet};

@@ -4,19 +4,17 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use indicatif::ProgressBar;
 
-use crate::batch::runner::{self, RunnerOptions};
+use super::args::{plan_and_load, ContextArgs, PlacementArgs, SamplingArgs, ThreadArgs};
+use crate::batch::job::BatchJob;
+use crate::batch::runner::RunnerOptions;
 use crate::batch::{
-    append_record, check_output_dir, error_key, error_record, merge, prepare_output, read_input,
-    read_records, sort_output, write_records_atomically, Shard,
+    check_output_dir, merge, read_input, read_records, write_records_atomically, Shard,
 };
-use crate::engine::{default_threads, LoadOptions, Model};
+use crate::engine::LoadOptions;
 use crate::resolve::resolve_model;
 
 #[derive(Debug, Args)]
@@ -24,7 +22,7 @@ use crate::resolve::resolve_model;
 pub struct BatchArgs {
     #[command(subcommand)]
     pub merge: Option<BatchCommand>,
-    /// Model: a path to a .gguf file.
+    /// Model: a catalog name, hf.co/ORG/REPO[:QUANT], or a path to a .gguf.
     #[arg(required = true)]
     pub model: Option<String>,
     /// Requests, one JSON object per line (OpenAI batch format or {"id", "prompt"|"messages"}).
@@ -33,33 +31,32 @@ pub struct BatchArgs {
     /// Results, appended one JSON line per finished request; reruns resume from it.
     #[arg(short, long, required = true)]
     pub output: Option<PathBuf>,
-    /// Sequences decoded together (continuous batching).
+    /// Sequences decoded together (continuous batching); the plan holds a KV cache of
+    /// --ctx tokens for each.
     #[arg(short = 'p', long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub parallel: u32,
-    /// Context per sequence, in tokens (prompt + answer).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(16..))]
-    pub ctx: Option<u32>,
     /// Maximum answer tokens for requests that set no max_tokens.
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_tokens: u32,
-    /// Temperature for requests that set none (default: the model's own defaults).
-    #[arg(long)]
-    pub temp: Option<f32>,
-    /// Base seed: each request's seed derives from it and its custom_id.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u32,
     /// Only run the requests of shard K of N (stable by custom_id), e.g. 2/8.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<Shard>,
     /// Rewrite the output in input order when the run completes.
     #[arg(long)]
     pub ordered: bool,
-    /// CPU threads (default: physical cores).
-    #[arg(short, long, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub threads: Option<u32>,
     /// No progress bar.
     #[arg(short, long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub context: ContextArgs,
+    #[command(flatten)]
+    pub threads: ThreadArgs,
+    /// Sampling for requests that set none; --seed is the base seed each request's
+    /// seed derives from (with its custom_id), default 0.
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub placement: PlacementArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,148 +86,89 @@ pub fn run(args: BatchArgs, verbose: bool) -> Result<ExitCode> {
     else {
         bail!("edge batch needs MODEL, --input and --output");
     };
-    if let Some(t) = args.temp {
-        if !(t.is_finite() && t >= 0.0) {
-            bail!("--temp must be a finite number >= 0");
-        }
-    }
     let path = resolve_model(&model_name)?;
-    check_output_dir(&output)?;
-    let parsed = read_input(&input)?;
-    let (mut out, done) = prepare_output(&output)?;
-
-    // Work out what this run still has to do.
-    let shard_ok = |key: &str| args.shard.is_none_or(|s| s.owns(key));
-    let pending_errors: Vec<_> = parsed
-        .errors
-        .iter()
-        .filter(|e| {
-            shard_ok(
-                &e.custom_id
-                    .clone()
-                    .unwrap_or_else(|| format!("line:{}", e.line)),
-            )
-        })
-        .filter(|e| !done.contains(&error_key(e)))
-        .collect();
-    let in_shard: Vec<_> = parsed
-        .requests
-        .iter()
-        .filter(|r| shard_ok(&r.custom_id))
-        .collect();
-    let todo: Vec<_> = in_shard
-        .iter()
-        .filter(|r| !done.contains(&r.custom_id))
-        .map(|r| (*r).clone())
-        .collect();
-    let total = in_shard.len() + pending_errors.len();
-    let already = in_shard.len() - todo.len();
-    if already > 0 {
+    let mut job = BatchJob::open(&input, &output, args.shard)?;
+    if job.already > 0 {
         eprintln!(
-            "edge: resuming: {already} requests already in {}",
+            "edge: resuming: {} requests already in {}",
+            job.already,
             output.display()
         );
     }
-
-    let mut n_failed = 0usize;
-    for e in &pending_errors {
-        // A duplicate's id already belongs to the earlier line's record: keep each
-        // custom_id on exactly one output line (the message names the id).
-        let id = e
-            .custom_id
-            .as_deref()
-            .filter(|_| e.code != "duplicate_custom_id");
-        let message = format!("line {}: {}", e.line, e.message);
-        append_record(&mut out, &error_record(id, e.line, e.code, &message))?;
-        n_failed += 1;
-    }
-
-    let mut n_ok = 0usize;
-    let mut tokens = 0usize;
-    let mut prompt_tokens = 0usize;
-    let mut started = Instant::now();
     let stop = super::signals::interrupt_flag()?;
-    if !todo.is_empty() {
-        let model = Model::load(
+    if !job.todo.is_empty() {
+        let (planned, model) = plan_and_load(
             &path,
+            &model_name,
+            &args.placement,
+            args.context.ctx.map(u64::from),
+            u64::from(args.parallel),
             &LoadOptions {
                 verbose,
                 progress: !args.quiet,
             },
         )?;
-        started = Instant::now(); // throughput excludes loading
-        let ctx_per_seq = args.ctx.unwrap_or_else(|| model.default_ctx());
+        let mut spec = planned.context(args.threads.get());
+        // Prompt chunks of 512 tokens interleave with the slots' decode steps.
+        spec.n_batch = 512.max(args.parallel);
         let opts = RunnerOptions {
-            parallel: args.parallel,
-            ctx_per_seq,
-            threads: args.threads.unwrap_or_else(default_threads),
-            n_batch: 512.max(args.parallel),
             default_max_tokens: args.max_tokens,
-            default_temperature: args.temp,
-            seed: args.seed,
+            default_sampling: SamplingArgs {
+                seed: None,
+                ..args.sampling.clone()
+            }
+            .overrides(),
+            seed: args.sampling.seed.unwrap_or(0),
             model_name: path
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| model_name.clone()),
         };
-        let bar = progress_bar(todo.len() as u64, args.quiet);
-        runner::run(&model, todo, &opts, &stop, &mut |finished| {
-            append_record(&mut out, &finished.record)?;
-            if finished.ok {
-                n_ok += 1;
-            } else {
-                n_failed += 1;
-            }
-            tokens += finished.completion_tokens;
-            prompt_tokens += finished.prompt_tokens;
-            bar.inc(1);
-            let secs = started.elapsed().as_secs_f64().max(1e-9);
-            bar.set_message(format!("{:.1} tok/s", tokens as f64 / secs));
-            Ok(())
+        let bar = crate::term::progress_bar(
+            job.todo.len() as u64,
+            "batch [{bar:30}] {pos}/{len} requests, {msg}, ETA {eta}",
+            args.quiet,
+        );
+        job.run(&model, &spec, &opts, &stop, &mut |done, tok_s| {
+            bar.set_position(done);
+            bar.set_message(format!("{tok_s:.1} tok/s"));
         })?;
         bar.finish_and_clear();
     }
-    drop(out);
 
-    let secs = started.elapsed().as_secs_f64();
-    let interrupted = stop.load(Ordering::SeqCst);
     eprintln!(
         "edge: batch {}: {} ok, {} failed, {} done earlier, of {} in {}",
-        if interrupted {
+        if job.interrupted {
             "interrupted"
         } else {
             "finished"
         },
-        n_ok,
-        n_failed,
-        already,
-        total,
+        job.n_ok,
+        job.n_failed,
+        job.already,
+        job.total,
         if args.shard.is_some() {
             "this shard"
         } else {
             "the input"
         },
     );
-    if n_ok > 0 {
-        let secs = secs.max(1e-9);
+    if job.n_ok > 0 {
+        let secs = job.secs.max(1e-9);
+        let (prompt, generated) = (job.prompt_tokens, job.completion_tokens);
         eprintln!(
-            "edge: {prompt_tokens} prompt + {tokens} generated tokens in {secs:.2} s: aggregate {:.1} tok/s, generation {:.1} tok/s",
-            (prompt_tokens + tokens) as f64 / secs,
-            tokens as f64 / secs
+            "edge: {prompt} prompt + {generated} generated tokens in {secs:.2} s: aggregate {:.1} tok/s, generation {:.1} tok/s",
+            (prompt + generated) as f64 / secs,
+            generated as f64 / secs
         );
     }
-    if interrupted {
+    if job.interrupted {
         eprintln!("edge: rerun the same command to resume");
+        job.finish(args.ordered)?;
         return Ok(ExitCode::from(130));
     }
-    if args.ordered {
-        sort_output(&output)?;
-    }
     // Failures recorded by earlier runs count too: the exit code describes the file.
-    let failed_total = read_records(&output)?
-        .iter()
-        .filter(|r| !r.get("error").is_none_or(|e| e.is_null()))
-        .count();
+    let failed_total = job.finish(args.ordered)?;
     Ok(if failed_total > 0 {
         ExitCode::FAILURE
     } else {
@@ -287,12 +225,4 @@ fn run_merge(m: MergeArgs) -> Result<ExitCode> {
         m.output.display()
     );
     Ok(ExitCode::SUCCESS)
-}
-
-fn progress_bar(len: u64, quiet: bool) -> ProgressBar {
-    crate::term::progress_bar(
-        len,
-        "batch [{bar:30}] {pos}/{len} requests, {msg}, ETA {eta}",
-        quiet,
-    )
 }

@@ -2,20 +2,43 @@
 //! way llama.cpp's `llama-bench` measures them (random tokens, warmup run, KV cache
 //! cleared before each repetition), with its JSON field names.
 
-use std::num::NonZeroU32;
 use std::process::ExitCode;
-use std::time::Instant;
 
-use anyhow::{anyhow, Result};
-use llama_cpp_2::context::params::LlamaContextParams;
-use llama_cpp_2::context::LlamaContext;
-use llama_cpp_2::llama_batch::LlamaBatch;
-use llama_cpp_2::token::LlamaToken;
+use anyhow::Result;
+use clap::Args;
 use serde_json::json;
 
-use crate::cli::BenchArgs;
-use crate::engine::{backend, default_threads, LoadOptions, Model};
+use super::args::{plan_and_load, PlacementArgs, ThreadArgs};
+use crate::engine::{run_test, LoadOptions, TestParams};
 use crate::resolve::resolve_model;
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Model name or path to a .gguf file.
+    pub model: String,
+    /// Prompt tokens for the prompt-processing test (0 skips it).
+    #[arg(short = 'p', long = "n-prompt", default_value_t = 512)]
+    pub n_prompt: u32,
+    /// Tokens for the generation test (0 skips it).
+    #[arg(short = 'n', long = "n-gen", default_value_t = 128)]
+    pub n_gen: u32,
+    /// Repetitions per test.
+    #[arg(short = 'r', long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub repetitions: u32,
+    /// Logical batch size.
+    #[arg(short = 'b', long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+    /// Layers on the GPU-like devices, as llama-bench's -ngl (default: the plan's).
+    #[arg(long = "n-gpu-layers", visible_alias = "ngl", value_name = "N")]
+    pub n_gpu_layers: Option<u32>,
+    /// Print llama-bench-compatible JSON (`llama-bench -o json`).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub threads: ThreadArgs,
+    #[command(flatten)]
+    pub placement: PlacementArgs,
+}
 
 /// One benchmark test: either a prompt of `n_prompt` tokens or `n_gen` generated tokens.
 struct TestResult {
@@ -47,131 +70,39 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
-/// A small LCG so runs are reproducible without a dependency; llama-bench uses rand().
-struct TokenRng(u64, i32);
-impl TokenRng {
-    fn next(&mut self) -> LlamaToken {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        LlamaToken(((self.0 >> 33) % self.1 as u64) as i32)
-    }
-}
-
-fn test_prompt(
-    ctx: &mut LlamaContext<'_>,
-    model: &Model,
-    n_prompt: u32,
-    n_batch: u32,
-    rng: &mut TokenRng,
-) -> Result<()> {
-    let vocab = model.llama.vocab();
-    let mut batch = LlamaBatch::new(n_batch as usize, 1);
-    let mut done = 0u32;
-    while done < n_prompt {
-        let n = (n_prompt - done).min(n_batch);
-        batch.clear();
-        for i in 0..n {
-            let tok = if done == 0 && i == 0 && vocab.should_add_bos() {
-                vocab.bos()
-            } else {
-                rng.next()
-            };
-            batch.add(tok, (done + i) as i32, &[0], i + 1 == n)?;
-        }
-        ctx.decode(&mut batch)
-            .map_err(|e| anyhow!("decode failed: {e}"))?;
-        done += n;
-    }
-    ctx.synchronize();
-    Ok(())
-}
-
-fn test_gen(
-    ctx: &mut LlamaContext<'_>,
-    model: &Model,
-    n_gen: u32,
-    start_pos: i32,
-    rng: &mut TokenRng,
-) -> Result<()> {
-    let vocab = model.llama.vocab();
-    let mut tok = if vocab.should_add_bos() {
-        vocab.bos()
-    } else {
-        rng.next()
-    };
-    let mut batch = LlamaBatch::new(1, 1);
-    for i in 0..n_gen {
-        batch.clear();
-        batch.add(tok, start_pos + i as i32, &[0], true)?;
-        ctx.decode(&mut batch)
-            .map_err(|e| anyhow!("decode failed: {e}"))?;
-        ctx.synchronize();
-        tok = rng.next();
-    }
-    Ok(())
-}
-
-/// One llama-bench test: `n_prompt` prompt tokens, or `n_gen` generated ones.
-#[derive(Debug, Clone)]
-pub struct TestParams {
-    pub n_prompt: u32,
-    pub n_gen: u32,
-    pub batch_size: u32,
-    pub ubatch_size: u32,
-    pub threads: u32,
-    pub repetitions: u32,
-}
-
-/// Runs one test the way llama-bench does, on a fresh context: a warmup (the full prompt,
-/// or one generated token), then `repetitions` timed runs, the KV cache cleared before each.
-/// Returns each run's wall time in ns. `edge profile calibrate` measures tg with it, so its
-/// figures are the ones `edge bench` reports.
-pub fn run_test(model: &Model, t: &TestParams, verbose: bool) -> Result<Vec<u64>> {
-    let mut rng = TokenRng(1234, model.llama.n_vocab());
-    let params = LlamaContextParams::default()
-        .with_n_ctx(NonZeroU32::new(t.n_prompt + t.n_gen))
-        .with_n_batch(t.batch_size)
-        .with_n_ubatch(t.ubatch_size)
-        .with_n_threads(t.threads as i32)
-        .with_n_threads_batch(t.threads as i32);
-    let mut ctx = model
-        .llama
-        .new_context(backend(verbose)?, params)
-        .map_err(|e| anyhow!("cannot create a context: {e}"))?;
-    // Warmup, as llama-bench: a full prompt run, or one generated token.
-    if t.n_prompt > 0 {
-        test_prompt(&mut ctx, model, t.n_prompt, t.batch_size, &mut rng)?;
-    }
-    if t.n_gen > 0 {
-        test_gen(&mut ctx, model, 1, 0, &mut rng)?;
-    }
-    let mut samples_ns = Vec::new();
-    for _ in 0..t.repetitions {
-        ctx.clear_kv_cache();
-        let started = Instant::now();
-        if t.n_prompt > 0 {
-            test_prompt(&mut ctx, model, t.n_prompt, t.batch_size, &mut rng)?;
-        }
-        if t.n_gen > 0 {
-            test_gen(&mut ctx, model, t.n_gen, 0, &mut rng)?;
-        }
-        samples_ns.push(started.elapsed().as_nanos() as u64);
-    }
-    Ok(samples_ns)
-}
-
 pub fn run(args: BenchArgs, verbose: bool) -> Result<ExitCode> {
     let path = resolve_model(&args.model)?;
-    let model = Model::load(
+    // The plan covers the largest test's context, as llama-bench sizes its contexts.
+    let ctx = u64::from(args.n_prompt.max(args.n_gen).max(16));
+    let (mut planned, mut model) = plan_and_load(
         &path,
+        &args.model,
+        &args.placement,
+        Some(ctx),
+        1,
         &LoadOptions {
             verbose,
             progress: false,
         },
     )?;
-    let threads = args.threads.unwrap_or_else(default_threads);
+    if let Some(ngl) = args.n_gpu_layers {
+        // llama-bench's -ngl replaces the plan's layer split (pins still apply).
+        if ngl != planned.plan.llama.n_gpu_layers {
+            planned.plan.llama.n_gpu_layers = ngl;
+            drop(model);
+            model = crate::engine::Model::load_planned(
+                &path,
+                &LoadOptions {
+                    verbose,
+                    progress: false,
+                },
+                &planned.plan,
+            )?;
+        }
+    }
+    let threads = args.threads.get();
+    let mut context = planned.context(threads);
+    context.n_batch = args.batch_size;
     let mut tests = Vec::new();
     if args.n_prompt > 0 {
         tests.push((args.n_prompt, 0));
@@ -186,12 +117,9 @@ pub fn run(args: BenchArgs, verbose: bool) -> Result<ExitCode> {
             &TestParams {
                 n_prompt,
                 n_gen,
-                batch_size: args.batch_size,
-                ubatch_size: args.ubatch_size,
-                threads,
                 repetitions: args.repetitions,
+                context: context.clone(),
             },
-            verbose,
         )?;
         results.push(TestResult {
             n_prompt,
@@ -228,14 +156,14 @@ pub fn run(args: BenchArgs, verbose: bool) -> Result<ExitCode> {
                     "backends": crate::engine::ffi::backend_names().join(","),
                     "model_filename": filename,
                     "model_type": model_type,
-                    "model_size": model.llama.size(),
-                    "model_n_params": model.llama.n_params(),
+                    "model_size": model.size_bytes(),
+                    "model_n_params": model.n_params(),
                     "n_batch": args.batch_size,
-                    "n_ubatch": args.ubatch_size,
+                    "n_ubatch": context.n_ubatch,
                     "n_threads": threads,
-                    "type_k": "f16",
-                    "type_v": "f16",
-                    "n_gpu_layers": 0,
+                    "type_k": planned.plan.llama.type_k.name(),
+                    "type_v": planned.plan.llama.type_v.name(),
+                    "n_gpu_layers": model.placement.n_gpu_layers,
                     "n_prompt": r.n_prompt,
                     "n_gen": r.n_gen,
                     "n_depth": 0,
@@ -263,8 +191,8 @@ pub fn run(args: BenchArgs, verbose: bool) -> Result<ExitCode> {
             println!(
                 "| {} | {} | {} | {} | {} | {:.2} ± {:.2} |",
                 model_type,
-                crate::term::human_bytes(model.llama.size()),
-                crate::term::human_count(model.llama.n_params()),
+                crate::term::human_bytes(model.size_bytes()),
+                crate::term::human_count(model.n_params()),
                 threads,
                 test,
                 avg,

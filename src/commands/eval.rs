@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 
+use super::args::{plan_and_load, with_hints, PlacementArgs, ThreadArgs};
+use crate::engine::{ContextSpec, LoadOptions, Model};
 use crate::quantize::eval::{evaluate, EvalOptions};
 
 #[derive(Debug, clap::Args)]
@@ -25,15 +27,16 @@ pub struct EvalArgs {
     /// Evaluate at most this many chunks.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub chunks: Option<u64>,
-    /// CPU threads (default: physical cores).
-    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub threads: Option<u32>,
     /// Where the reference log-probs are cached (default: edge's cache dir).
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub threads: ThreadArgs,
+    #[command(flatten)]
+    pub placement: PlacementArgs,
 }
 
 pub fn run(args: EvalArgs, verbose: bool) -> Result<ExitCode> {
@@ -44,14 +47,36 @@ pub fn run(args: EvalArgs, verbose: bool) -> Result<ExitCode> {
     if text.trim().is_empty() {
         bail!("{} is empty", args.text.display());
     }
+    // Each model (and the reference) is planned for one chunk of context and loaded
+    // with that plan applied.
+    let threads = args.threads.get();
+    let load = |path: &std::path::Path| -> Result<(Model, ContextSpec)> {
+        let label = path.display().to_string();
+        let opts = LoadOptions {
+            verbose,
+            progress: false,
+        };
+        let (planned, model) = plan_and_load(
+            path,
+            &label,
+            &args.placement,
+            Some(u64::from(args.ctx)),
+            1,
+            &opts,
+        )?;
+        let spec = ContextSpec {
+            n_ctx: args.ctx,
+            ..planned.context(threads)
+        };
+        Ok((model, spec))
+    };
     let opts = EvalOptions {
         n_ctx: args.ctx,
         max_chunks: args.chunks.map(|c| c as usize),
-        threads: args.threads.unwrap_or_else(crate::engine::default_threads),
-        verbose,
         cache_dir: args.cache_dir.clone(),
+        load: &load,
     };
-    let r = evaluate(&args.model, args.reference.as_deref(), &text, &opts)?;
+    let r = evaluate(&args.model, args.reference.as_deref(), &text, &opts).map_err(with_hints)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(ExitCode::SUCCESS);

@@ -10,8 +10,10 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::engine::ffi::{imatrix_collect, ImatrixAcc};
+use super::args::{plan_report, with_hints, PlacementArgs, ThreadArgs};
+use crate::engine::{imatrix_collect, ContextSpec, ImatrixAcc, Placement};
 use crate::gguf_info::{check_loadable, GgufFile};
+use crate::loading::plan_file;
 use crate::quantize::imatrix_file::{Imatrix, ImatrixEntry};
 
 #[derive(Debug, clap::Args)]
@@ -39,9 +41,10 @@ pub struct ImatrixArgs {
     /// Save OUTPUT every N chunks, so an interrupted run can resume.
     #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub save_every: u64,
-    /// CPU threads (default: physical cores).
-    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub threads: Option<u32>,
+    #[command(flatten)]
+    pub threads: ThreadArgs,
+    #[command(flatten)]
+    pub placement: PlacementArgs,
 }
 
 /// Writes `im` to a temporary file and renames it over `out`.
@@ -128,7 +131,25 @@ pub fn run(args: ImatrixArgs, verbose: bool) -> Result<ExitCode> {
             );
         }
     }
-    crate::engine::backend(verbose)?;
+    // Planned for one chunk of context; the plan's placement and KV type are applied.
+    let planned = plan_file(
+        model,
+        &model.display().to_string(),
+        &args.placement.request()?,
+        Some(u64::from(args.ctx)),
+        1,
+        verbose,
+    )
+    .map_err(|e| with_hints(e.into()))?;
+    if verbose {
+        eprint!("{}", plan_report(&planned));
+    }
+    planned.check_fits().map_err(|e| with_hints(e.into()))?;
+    let placement = Placement::from_plan(&planned.plan);
+    let spec = ContextSpec {
+        n_ctx: args.ctx,
+        ..planned.context(args.threads.get())
+    };
 
     let skip = if args.resume {
         base.chunk_count as usize
@@ -140,7 +161,6 @@ pub fn run(args: ImatrixArgs, verbose: bool) -> Result<ExitCode> {
         base.datasets.push(dataset);
     }
     base.chunk_size = args.ctx;
-    let threads = args.threads.unwrap_or_else(crate::engine::default_threads) as i32;
     let bar = crate::term::progress_bar(1, "imatrix [{bar:30}] chunk {pos}/{len} ({eta})", false);
     let started = Instant::now();
     let mut acc = ImatrixAcc::default();
@@ -159,18 +179,18 @@ pub fn run(args: ImatrixArgs, verbose: bool) -> Result<ExitCode> {
         let b2 = bar.clone();
         let (done, total) = imatrix_collect(
             model,
+            &placement,
+            &spec,
             &text,
-            args.ctx,
             skip + done_total,
             Some(step),
-            threads,
             &mut acc,
             &mut |d, t| {
                 b2.set_length(t as u64);
                 b2.set_position(d as u64);
             },
         )
-        .map_err(|e| anyhow!("{}: {e}", model.display()))?;
+        .map_err(|e| with_hints(anyhow::Error::new(e).context(model.display().to_string())))?;
         total_chunks = total;
         done_total += done;
         let mut im = to_imatrix(&acc, &base)?;

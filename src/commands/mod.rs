@@ -1,5 +1,9 @@
-//! One module per subcommand. Each exposes `run(args, verbose) -> anyhow::Result<ExitCode>`.
+//! One module per subcommand, each thin: its arguments, one library call, the printing.
+//! Each exposes `run(args, verbose) -> anyhow::Result<ExitCode>`. No command module
+//! imports another; what several share is in `args` (argument groups, error hints,
+//! plan-then-load) and `signals` (Ctrl-C).
 
+pub mod args;
 pub mod batch;
 pub mod bench;
 pub mod eval;
@@ -8,7 +12,6 @@ pub mod import;
 pub mod list;
 pub mod plan;
 pub mod profile;
-pub mod progress;
 pub mod pull;
 pub mod quantize;
 pub mod rm;

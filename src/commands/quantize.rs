@@ -634,7 +634,7 @@ fn report(
 fn fit_budget(input: &Path, profile: &str) -> Result<u64> {
     let profile =
         crate::profile::find_profile(profile, crate::profile::user_profile_dir().as_deref())?;
-    let gguf = crate::commands::plan::open_local(input)?;
+    let gguf = crate::loading::open_header(input)?;
     let shape = crate::planner::ModelShape::from_gguf(&gguf)
         .map_err(anyhow::Error::msg)
         .with_context(|| input.display().to_string())?;

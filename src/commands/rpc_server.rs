@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use clap::Args;
 
+use super::args::ThreadArgs;
+
 #[derive(Debug, Args)]
 pub struct RpcServerArgs {
     /// Address to listen on. Anything but loopback exposes the device to the network,
@@ -16,9 +18,8 @@ pub struct RpcServerArgs {
     /// TCP port.
     #[arg(short, long, default_value_t = 50052)]
     pub port: u16,
-    /// CPU threads for the served device (default: physical cores).
-    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub threads: Option<u32>,
+    #[command(flatten)]
+    pub threads: ThreadArgs,
 }
 
 pub fn run(args: RpcServerArgs, verbose: bool) -> Result<ExitCode> {
@@ -32,8 +33,8 @@ pub fn run(args: RpcServerArgs, verbose: bool) -> Result<ExitCode> {
     if args.host != "127.0.0.1" && args.host != "localhost" && args.host != "::1" {
         eprintln!("edge: warning: the RPC device at {endpoint} is open to the network without authentication");
     }
-    let threads = args.threads.unwrap_or_else(crate::engine::default_threads) as usize;
+    let threads = args.threads.get() as usize;
     eprintln!("edge: serving the CPU as a ggml RPC device at {endpoint} (Ctrl-C stops)");
-    crate::engine::ffi::rpc_serve_cpu(&endpoint, threads).map_err(anyhow::Error::msg)?;
+    crate::engine::ffi::rpc_serve_cpu(&endpoint, threads)?;
     Ok(ExitCode::SUCCESS)
 }

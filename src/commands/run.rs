@@ -5,19 +5,64 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{bail, Context, Result};
+use clap::Args;
 
-use crate::chat::{ChatSession, ChatSettings, SamplingOverrides};
-use crate::chat_template::ThinkingMode;
-use crate::cli::{OnOff, RunArgs};
-use crate::engine::{
-    default_threads, GenOutput, KvOptions, LoadOptions, Model, Placement, SessionOptions,
-    StopReason,
+use super::args::{
+    plan_and_load, plan_report, with_hints, ContextArgs, PlacementArgs, SamplingArgs, ThreadArgs,
 };
+use crate::chat::{ChatSession, ChatSettings};
+use crate::chat_template::ThinkingMode;
+use crate::engine::{GenOutput, LoadOptions, Model, StopReason};
+use crate::loading::plan_file;
 use crate::resolve::resolve_model;
 use crate::term::{dim, stderr_color};
 use crate::thinking::Segment;
 
 const DEFAULT_MAX_TOKENS: u32 = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Model: a catalog name (qwen3-0.6b[:q4_k_m]), hf.co/ORG/REPO[:QUANT], or a path to a .gguf
+    /// (the first shard of a split model). Pulled when missing.
+    pub model: String,
+    /// Prompt to answer; without it (and with stdin a terminal) edge starts a chat.
+    pub prompt: Option<String>,
+    /// System prompt.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Thinking mode for models that support it (default: on where the template allows).
+    #[arg(long, value_enum)]
+    pub think: Option<OnOff>,
+    /// Force `</think>` after this many reasoning tokens.
+    #[arg(long, value_name = "N")]
+    pub think_budget: Option<u32>,
+    /// Do not print the model's reasoning.
+    #[arg(long)]
+    pub hide_thinking: bool,
+    /// Maximum tokens to generate per answer.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_tokens: Option<u32>,
+    /// Print load time, prompt and generation speed to stderr.
+    #[arg(long)]
+    pub stats: bool,
+    /// Print the placement plan and exit without loading the model.
+    #[arg(long)]
+    pub plan_only: bool,
+    #[command(flatten)]
+    pub context: ContextArgs,
+    #[command(flatten)]
+    pub threads: ThreadArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub placement: PlacementArgs,
+}
 
 pub fn run(args: RunArgs, verbose: bool) -> Result<ExitCode> {
     let path = resolve_model(&args.model)?;
@@ -36,76 +81,32 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<ExitCode> {
         }
         None => None,
     };
-
-    let mut placement_args = args.placement.clone();
-    if !args.rpc.is_empty() {
-        let free = crate::engine::add_rpc_servers(&args.rpc, verbose)?;
-        // Without --vram, the plan may use what the RPC devices report free.
-        placement_args.vram.get_or_insert(free);
-    }
-    let (plan, plan_text) =
-        crate::commands::plan::plan_for_file(&path, &placement_args, args.ctx.map(u64::from))?;
+    let label = path.display().to_string();
+    let ctx = args.context.ctx.map(u64::from);
     if args.plan_only {
-        print!("{plan_text}");
-        return Ok(if plan.fits {
+        let planned = plan_file(&path, &label, &args.placement.request()?, ctx, 1, verbose)
+            .map_err(|e| with_hints(e.into()))?;
+        print!("{}", plan_report(&planned));
+        return Ok(if planned.plan.fits {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE
         });
     }
-    if verbose {
-        eprint!("{plan_text}");
-    }
-    if !plan.fits {
-        bail!(
-            "{} does not fit: {} (see `edge plan {}`)",
-            path.display(),
-            plan.reason.as_deref().unwrap_or("not enough memory"),
-            args.model
-        );
-    }
 
     let interactive = prompt.is_none();
-    let model = Model::load_with(
-        &path,
-        &LoadOptions {
-            verbose,
-            progress: interactive || args.stats,
-        },
-        &Placement {
-            n_gpu_layers: plan.llama.n_gpu_layers,
-            cpu_overrides: plan
-                .llama
-                .tensor_overrides
-                .iter()
-                .map(|o| o.trim_end_matches("=CPU").to_string())
-                .collect(),
-        },
-    )?;
+    let opts = LoadOptions {
+        verbose,
+        progress: interactive || args.stats,
+    };
+    let (planned, model) = plan_and_load(&path, &label, &args.placement, ctx, 1, &opts)?;
     if model.template_is_fallback {
         eprintln!(
             "edge: note: {} has no chat template; using ChatML",
             path.display()
         );
     }
-    let n_ctx = plan.ctx as u32;
-    let threads = args.threads.unwrap_or_else(default_threads);
-    let session = model.new_session_with(
-        &SessionOptions {
-            n_ctx,
-            n_batch: 2048,
-            n_ubatch: plan.n_ubatch as u32,
-            threads,
-        },
-        &KvOptions {
-            type_k: Some(plan.llama.type_k),
-            type_v: Some(plan.llama.type_v),
-            // llama.cpp's "auto" turns flash attention on where the backend supports
-            // it; a quantized V cache needs it, so then it is required.
-            flash_attn: (plan.llama.flash_attn && plan.llama.type_v != crate::planner::KvType::F16)
-                .then_some(true),
-        },
-    )?;
+    let session = model.new_session(&planned.context(args.threads.get()))?;
 
     let mode = model.template.caps().thinking;
     if args.think == Some(OnOff::Off) && mode == ThinkingMode::Always {
@@ -116,13 +117,7 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<ExitCode> {
         think: args.think.map(|t| t == OnOff::On),
         think_budget: args.think_budget,
         max_tokens: args.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
-        sampling: SamplingOverrides {
-            temp: args.sampling.temp,
-            top_k: args.sampling.top_k,
-            top_p: args.sampling.top_p,
-            min_p: args.sampling.min_p,
-            seed: args.sampling.seed,
-        },
+        sampling: args.sampling.overrides(),
     };
     let mut chat = ChatSession::new(session, settings);
     let stop = super::signals::interrupt_flag()?;
@@ -132,9 +127,11 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<ExitCode> {
     };
 
     if let Some(prompt) = prompt {
-        let out = chat.send(prompt.trim_end_matches('\n'), &stop, &mut |s| {
-            printer.print(s)
-        })?;
+        let out = chat
+            .send(prompt.trim_end_matches('\n'), &stop, &mut |s| {
+                printer.print(s)
+            })
+            .map_err(with_hints)?;
         printer.end_of_reply(&out);
         if args.stats {
             print_stats(&model, &out);
@@ -274,7 +271,7 @@ fn repl(
                     print_stats(chat.session.model, &out);
                 }
             }
-            Err(e) => eprintln!("edge: error: {e:#}"),
+            Err(e) => eprintln!("edge: error: {:#}", with_hints(e)),
         }
         stop.store(false, Ordering::SeqCst);
     }

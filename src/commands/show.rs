@@ -6,10 +6,21 @@ use anyhow::{Context, Result};
 use serde_json::json;
 
 use crate::chat_template::{ChatTemplate, SpecialTokens, ThinkingMode};
-use crate::cli::ShowArgs;
 use crate::gguf_info::{GgufFile, ModelFacts};
 use crate::resolve::resolve_model;
 use crate::term::{human_bytes, human_count};
+
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    /// Model name or path to a .gguf file (a header-only GGUF works too).
+    pub model: String,
+    /// Print the full tensor table.
+    #[arg(long)]
+    pub tensors: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
 
 pub fn run(args: ShowArgs) -> Result<ExitCode> {
     let path = resolve_model(&args.model)?;

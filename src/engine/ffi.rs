@@ -1,10 +1,13 @@
 //! The only place edge calls llama.cpp's C API directly (through `llama-cpp-sys-2`),
-//! for what the safe `llama-cpp-2` crate does not cover: log routing and build facts.
+//! for what the safe `llama-cpp-2` crate does not cover: log routing, build facts,
+//! quantization, the imatrix eval callback and ggml RPC devices.
 //! Every `unsafe` block states why it is sound.
 
 use std::ffi::{c_char, c_void, CStr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+
+use super::error::EngineError;
 
 static VERBOSE: AtomicBool = AtomicBool::new(false);
 /// Recent warning/error lines from llama.cpp, so a failed load can say why even when
@@ -50,6 +53,18 @@ pub fn install_log_callback(verbose: bool) {
         llama_cpp_sys_2::llama_log_set(Some(log_callback), std::ptr::null_mut());
         llama_cpp_sys_2::ggml_log_set(Some(log_callback), std::ptr::null_mut());
     }
+}
+
+/// llama.cpp's most recent warning or error line (drained), or `fallback`: why a load
+/// or context creation failed, even with logs hidden.
+pub fn last_error_line(fallback: &str) -> String {
+    take_recent_errors()
+        .into_iter()
+        .rev()
+        .find(|l| {
+            !l.starts_with("llama_model_load_from_file") && !l.starts_with("llama_init_from_model")
+        })
+        .unwrap_or_else(|| fallback.to_string())
 }
 
 /// Drains the warnings and errors llama.cpp logged since the last call.
@@ -164,19 +179,22 @@ pub fn model_quantize(
     output: &std::path::Path,
     p: &QuantizeParams,
     on_log: LogSink,
-) -> Result<(), String> {
+) -> Result<(), EngineError> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
+    use EngineError::Quantize;
     let cpath = |path: &std::path::Path| {
         CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| format!("{}: path contains a NUL byte", path.display()))
+            .map_err(|_| Quantize(format!("{}: path contains a NUL byte", path.display())))
     };
     let c_in = cpath(input)?;
     let c_out = cpath(output)?;
     let patterns: Vec<CString> = p
         .tensor_types
         .iter()
-        .map(|(re, _)| CString::new(re.as_str()).map_err(|_| format!("{re}: contains a NUL byte")))
+        .map(|(re, _)| {
+            CString::new(re.as_str()).map_err(|_| Quantize(format!("{re}: contains a NUL byte")))
+        })
         .collect::<Result<_, _>>()?;
     let mut overrides: Vec<llama_cpp_sys_2::llama_model_tensor_override> = patterns
         .iter()
@@ -195,7 +213,9 @@ pub fn model_quantize(
     let im_names: Vec<CString> = p
         .imatrix
         .iter()
-        .map(|(n, _)| CString::new(n.as_str()).map_err(|_| format!("{n}: contains a NUL byte")))
+        .map(|(n, _)| {
+            CString::new(n.as_str()).map_err(|_| Quantize(format!("{n}: contains a NUL byte")))
+        })
         .collect::<Result<_, _>>()?;
     let mut im: Vec<llama_cpp_sys_2::llama_model_imatrix_data> = im_names
         .iter()
@@ -263,7 +283,7 @@ pub fn model_quantize(
         .find_map(|l| l.split("failed to quantize: ").nth(1).map(str::to_string))
         .or_else(|| errors.last().cloned())
         .unwrap_or_else(|| "llama.cpp could not quantize it (run with -v for details)".into());
-    Err(why.trim().to_string())
+    Err(Quantize(why.trim().to_string()))
 }
 
 /// Quantizes `rows` (row-major, `n_per_row` each) to ggml type `type_id` and back to f32,
@@ -495,45 +515,104 @@ impl Drop for RawContext {
     }
 }
 
-/// Runs `model` over `text` in chunks of `n_ctx` tokens (each from an empty cache with
-/// BOS first, as llama-imatrix does), skipping the first `skip` chunks and stopping after
-/// `max` more, and adds the activations of every matrix multiplication to `acc`.
-/// `on_chunk(done, total)` is called after each chunk. Returns (chunks done, total).
+/// The context settings of [`super::ContextSpec`] for the raw C struct.
+#[derive(Debug, Clone)]
+pub struct RawContextParams {
+    pub n_ctx: u32,
+    pub n_batch: u32,
+    pub n_ubatch: u32,
+    pub n_seq: u32,
+    pub threads: i32,
+    pub type_k: Option<llama_cpp_sys_2::ggml_type>,
+    pub type_v: Option<llama_cpp_sys_2::ggml_type>,
+    pub flash_attn: Option<bool>,
+}
+
+/// llama.cpp's flash-attention policy for "required" (`true`) or "off" (`false`).
+pub fn flash_attn_policy(on: bool) -> llama_cpp_sys_2::llama_flash_attn_type {
+    if on {
+        llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED
+    } else {
+        llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED
+    }
+}
+
+/// The ggml type of a KV-cache type.
+pub fn kv_ggml_type(t: crate::planner::KvType) -> llama_cpp_sys_2::ggml_type {
+    match t {
+        crate::planner::KvType::F16 => llama_cpp_sys_2::GGML_TYPE_F16,
+        crate::planner::KvType::Q8_0 => llama_cpp_sys_2::GGML_TYPE_Q8_0,
+        crate::planner::KvType::Q4_0 => llama_cpp_sys_2::GGML_TYPE_Q4_0,
+    }
+}
+
+/// Runs the model at `model_path` (`n_gpu_layers` on the GPU-like devices, tensors
+/// matching `cpu_overrides` on the CPU) over `text` in chunks of
+/// `cp.n_ctx` tokens (each from an empty cache with BOS first, as llama-imatrix does),
+/// skipping the first `skip` chunks and stopping after `max` more, and adds the
+/// activations of every matrix multiplication to `acc`. `on_chunk(done, total)` is
+/// called after each chunk. Returns (chunks done, total).
 #[allow(clippy::too_many_arguments)]
 pub fn imatrix_collect(
     model_path: &std::path::Path,
+    n_gpu_layers: u32,
+    cpu_overrides: &[String],
+    cp: &RawContextParams,
     text: &str,
-    n_ctx: u32,
     skip: usize,
     max: Option<usize>,
-    threads: i32,
     acc: &mut ImatrixAcc,
     on_chunk: &mut dyn FnMut(usize, usize),
-) -> Result<(usize, usize), String> {
+) -> Result<(usize, usize), EngineError> {
+    use EngineError::Imatrix;
+    let n_ctx = cp.n_ctx;
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
     let cpath = CString::new(model_path.as_os_str().as_bytes())
-        .map_err(|_| "path contains a NUL byte".to_string())?;
+        .map_err(|_| Imatrix("the model path contains a NUL byte".into()))?;
+    let patterns = cpu_overrides
+        .iter()
+        .map(|p| CString::new(p.as_str()).map_err(|_| EngineError::BadPattern(p.clone())))
+        .collect::<Result<Vec<_>, _>>()?;
     take_recent_errors();
     // SAFETY: plain constructors and queries on pointers checked for null; the model and
-    // context are freed by their guards (context first); token buffers are sized from
-    // llama_tokenize's own answer; the eval callback's user data (`acc`) outlives every
-    // llama_decode call and is not used by Rust code while a decode runs.
+    // context are freed by their guards (context first); the buffer-type override list
+    // is NUL-terminated and points into `patterns`, both alive until the load returns;
+    // token buffers are sized from llama_tokenize's own answer; the eval callback's user
+    // data (`acc`) outlives every llama_decode call and is not used by Rust code while a
+    // decode runs.
     unsafe {
-        let mparams = llama_cpp_sys_2::llama_model_default_params();
+        let mut mparams = llama_cpp_sys_2::llama_model_default_params();
+        mparams.n_gpu_layers = n_gpu_layers as i32;
+        let cpu = llama_cpp_sys_2::ggml_backend_cpu_buffer_type();
+        let mut overrides: Vec<llama_cpp_sys_2::llama_model_tensor_buft_override> = patterns
+            .iter()
+            .map(|p| llama_cpp_sys_2::llama_model_tensor_buft_override {
+                pattern: p.as_ptr(),
+                buft: cpu,
+            })
+            .collect();
+        overrides.push(llama_cpp_sys_2::llama_model_tensor_buft_override {
+            pattern: std::ptr::null(),
+            buft: std::ptr::null_mut(),
+        });
+        if !patterns.is_empty() {
+            mparams.tensor_buft_overrides = overrides.as_ptr();
+        }
         let model = llama_cpp_sys_2::llama_model_load_from_file(cpath.as_ptr(), mparams);
+        drop(overrides);
         if model.is_null() {
-            let why = take_recent_errors()
-                .pop()
-                .unwrap_or_else(|| "llama.cpp could not load it".into());
-            return Err(format!("cannot load {}: {why}", model_path.display()));
+            return Err(EngineError::Load {
+                path: model_path.to_path_buf(),
+                reason: last_error_line("llama.cpp could not load it"),
+            });
         }
         let model = RawModel(model);
         let vocab = llama_cpp_sys_2::llama_model_get_vocab(model.0);
         let add_bos = llama_cpp_sys_2::llama_vocab_get_add_bos(vocab);
         let bos = llama_cpp_sys_2::llama_vocab_bos(vocab);
         let bytes = text.as_bytes();
-        let len = i32::try_from(bytes.len()).map_err(|_| "the text is too long".to_string())?;
+        let len = i32::try_from(bytes.len()).map_err(|_| EngineError::TextTooLong)?;
         let mut tokens = vec![0 as llama_cpp_sys_2::llama_token; bytes.len() + 2];
         let n = llama_cpp_sys_2::llama_tokenize(
             vocab,
@@ -545,30 +624,43 @@ pub fn imatrix_collect(
             false,
         );
         if n < 0 {
-            return Err("tokenizing the text failed".into());
+            return Err(Imatrix("tokenizing the text failed".into()));
         }
         tokens.truncate(n as usize);
         let n_ctx_us = n_ctx as usize;
         let total = tokens.len() / n_ctx_us;
         if total == 0 {
-            return Err(format!(
-                "the text is {} tokens, too short for one chunk of --ctx {n_ctx} (use a longer text or a smaller --ctx)",
-                tokens.len()
-            ));
+            return Err(EngineError::TextTooShort {
+                tokens: tokens.len(),
+                chunk: n_ctx_us,
+            });
         }
         let end = max.map_or(total, |m| (skip + m).min(total));
         let mut cparams = llama_cpp_sys_2::llama_context_default_params();
         cparams.n_ctx = n_ctx;
-        cparams.n_batch = n_ctx;
-        cparams.n_ubatch = n_ctx.min(512);
-        cparams.n_threads = threads;
-        cparams.n_threads_batch = threads;
+        cparams.n_batch = cp.n_batch;
+        cparams.n_ubatch = cp.n_ubatch;
+        cparams.n_seq_max = cp.n_seq.max(1);
+        cparams.n_threads = cp.threads;
+        cparams.n_threads_batch = cp.threads;
+        if let Some(t) = cp.type_k {
+            cparams.type_k = t;
+        }
+        if let Some(t) = cp.type_v {
+            cparams.type_v = t;
+        }
+        if let Some(fa) = cp.flash_attn {
+            cparams.flash_attn_type = flash_attn_policy(fa);
+        }
         cparams.cb_eval = Some(imatrix_callback);
         cparams.cb_eval_user_data = (acc as *mut ImatrixAcc).cast();
         let ctx = llama_cpp_sys_2::llama_init_from_model(model.0, cparams);
         if ctx.is_null() {
-            let why = take_recent_errors().pop().unwrap_or_default();
-            return Err(format!("cannot create a context of {n_ctx} tokens: {why}"));
+            return Err(EngineError::Context {
+                n_ctx,
+                for_seqs: String::new(),
+                reason: last_error_line("llama.cpp could not create it"),
+            });
         }
         let ctx = RawContext(ctx);
         let mut done = 0;
@@ -601,10 +693,10 @@ pub fn imatrix_collect(
             let rc = llama_cpp_sys_2::llama_decode(ctx.0, batch);
             drop((pos, n_seq, seq_ptrs, seq_ids, logits));
             if let Some(e) = acc.error.take() {
-                return Err(e);
+                return Err(Imatrix(e));
             }
             if rc != 0 {
-                return Err(format!("llama.cpp decode failed ({rc})"));
+                return Err(EngineError::Decode(format!("error {rc}")));
             }
             done += 1;
             on_chunk(skip + done, total);
@@ -633,14 +725,18 @@ extern "C" {
 
 /// Serves this process's CPU device over ggml's RPC protocol at `endpoint` (HOST:PORT).
 /// Blocks forever: run it on its own thread (or as `edge rpc-server`).
-pub fn rpc_serve_cpu(endpoint: &str, threads: usize) -> Result<(), String> {
-    let endpoint = std::ffi::CString::new(endpoint).map_err(|_| "endpoint has a NUL byte")?;
+pub fn rpc_serve_cpu(endpoint: &str, threads: usize) -> Result<(), EngineError> {
+    let rpc_err = |reason: &str| EngineError::Rpc {
+        endpoint: endpoint.to_string(),
+        reason: reason.to_string(),
+    };
+    let endpoint = std::ffi::CString::new(endpoint).map_err(|_| rpc_err("has a NUL byte"))?;
     // SAFETY: ggml_backend_dev_by_type only reads ggml's static device registry.
     let mut cpu = unsafe {
         llama_cpp_sys_2::ggml_backend_dev_by_type(llama_cpp_sys_2::GGML_BACKEND_DEVICE_TYPE_CPU)
     };
     if cpu.is_null() {
-        return Err("no CPU device in this build".into());
+        return Err(rpc_err("no CPU device in this build"));
     }
     // SAFETY: endpoint is a valid C string for the call; a null cache_dir disables the
     // tensor cache; `devices` points to one valid device handle that outlives the call
@@ -654,22 +750,23 @@ pub fn rpc_serve_cpu(endpoint: &str, threads: usize) -> Result<(), String> {
             &mut cpu,
         );
     }
-    Err(format!(
-        "the RPC server at {} stopped",
-        endpoint.to_string_lossy()
-    ))
+    Err(rpc_err("the server stopped"))
 }
 
 /// Connects to an RPC server and registers its devices with ggml, so llama.cpp offloads
 /// to them like to a GPU. Returns the names of the devices added (e.g. `RPC0`).
-pub fn rpc_add_server(endpoint: &str) -> Result<Vec<String>, String> {
-    let c_endpoint = std::ffi::CString::new(endpoint).map_err(|_| "endpoint has a NUL byte")?;
+pub fn rpc_add_server(endpoint: &str) -> Result<Vec<String>, EngineError> {
+    let rpc_err = |reason: &str| EngineError::Rpc {
+        endpoint: endpoint.to_string(),
+        reason: reason.to_string(),
+    };
+    let c_endpoint = std::ffi::CString::new(endpoint).map_err(|_| rpc_err("has a NUL byte"))?;
     // SAFETY: plain queries of the device registry before and after registration.
     let before = unsafe { llama_cpp_sys_2::ggml_backend_dev_count() };
     // SAFETY: the endpoint string is valid for the call; ggml copies it.
     let reg = unsafe { ggml_backend_rpc_add_server(c_endpoint.as_ptr()) };
     if reg.is_null() {
-        return Err(format!("cannot connect to the RPC server at {endpoint}"));
+        return Err(rpc_err("cannot connect"));
     }
     // SAFETY: `reg` is a valid registry entry returned by ggml; registering it adds its
     // devices to the global list.
@@ -688,7 +785,7 @@ pub fn rpc_add_server(endpoint: &str) -> Result<Vec<String>, String> {
         names.push(name);
     }
     if names.is_empty() {
-        return Err(format!("the RPC server at {endpoint} offers no device"));
+        return Err(rpc_err("it offers no device"));
     }
     Ok(names)
 }

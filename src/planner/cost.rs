@@ -4,12 +4,10 @@
 //! page-cache misses of SSD-resident experts. Prefill is compute-bound, except that
 //! CPU-resident weights are copied to the GPU once per ubatch (only the experts used).
 
-use serde::Serialize;
-
 use super::classify::TensorRole;
 use super::memory::kv_layer_bytes;
 use super::model::ModelShape;
-use super::place::{Plan, Tier};
+use super::plan::{CostTerm, Plan, Prediction, Tier};
 use crate::profile::{DeviceProfile, OverheadCounts};
 
 /// Context depth at which decode is predicted: the middle of a 128-token reply to a
@@ -18,23 +16,6 @@ pub const DECODE_DEPTH: u64 = 64;
 /// llama.cpp offloads an op on CPU-resident weights to the GPU from this batch size on
 /// (`GGML_OP_OFFLOAD_MIN_BATCH`).
 pub const OP_OFFLOAD_MIN_BATCH: u64 = 32;
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CostTerm {
-    pub name: String,
-    pub ms: f64,
-    pub detail: String,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Prediction {
-    pub decode_tok_s: f64,
-    pub prefill_tok_s: f64,
-    /// Nodes of llama.cpp's decode graph ([`ModelShape::graph_nodes`]).
-    pub graph_nodes: u64,
-    pub decode_terms: Vec<CostTerm>,
-    pub prefill_terms: Vec<CostTerm>,
-}
 
 /// Bytes per millisecond for a bandwidth in GB/s.
 fn per_ms(gbs: f64) -> f64 {

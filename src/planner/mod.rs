@@ -8,9 +8,10 @@ pub mod cost;
 pub mod memory;
 pub mod model;
 pub mod place;
+pub mod plan;
 pub mod report;
 
 pub use classify::{decode_read_bytes, role_of, TensorRole};
-pub use cost::Prediction;
 pub use model::{KvType, ModelShape};
-pub use place::{plan, CpuPin, Pins, Plan, PlanRequest, Tier};
+pub use place::plan;
+pub use plan::{CpuPin, Pins, Plan, PlanRequest, Prediction, Suggestion, Tier};

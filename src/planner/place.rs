@@ -4,196 +4,16 @@
 //! layers, early layers first, then single expert tensors; RAM is limited and the SSD
 //! tier (mmap, page cache misses) takes only what keeps the miss rate small.
 
-use regex::Regex;
-use serde::Serialize;
-
 use super::classify::TensorRole;
-use super::cost::{predict, Prediction};
+use super::cost::predict;
 use super::memory::{compute_bytes, kv_layer_bytes, kv_type_usable};
 use super::model::{KvType, ModelShape};
+use super::plan::{
+    ComputeBuffers, ExpertLayers, KvPlacement, LlamaParams, PlacedTensor, Plan, PlanRequest,
+    Prediction, Suggestion, Tier, TierUse, Tiers, DEFAULT_CTX, DEFAULT_UBATCH, MAX_SSD_MISS_RATE,
+    MIN_AUTO_CTX,
+};
 use crate::profile::DeviceProfile;
-
-/// Where a tensor (or buffer) lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Tier {
-    Vram,
-    Ram,
-    Ssd,
-}
-
-impl Tier {
-    pub fn name(self) -> &'static str {
-        match self {
-            Tier::Vram => "vram",
-            Tier::Ram => "ram",
-            Tier::Ssd => "ssd",
-        }
-    }
-}
-
-/// Largest page-cache miss rate (share of CPU expert reads that fault to the SSD) the
-/// planner accepts before refusing instead (research §8 step 3g: ≲ 2-5 %).
-pub const MAX_SSD_MISS_RATE: f64 = 0.05;
-/// Default context when the request leaves it open, capped at the training context.
-pub const DEFAULT_CTX: u64 = 8192;
-/// Smallest context the planner shrinks an automatic context to before refusing.
-pub const MIN_AUTO_CTX: u64 = 2048;
-pub const DEFAULT_UBATCH: u64 = 512;
-
-/// A user constraint: tensors matching `pattern` stay on the CPU (`-ot REGEX=CPU`).
-#[derive(Debug, Clone)]
-pub struct CpuPin {
-    pub pattern: String,
-    regex: Regex,
-}
-
-impl CpuPin {
-    pub fn new(pattern: &str) -> Result<Self, String> {
-        let regex =
-            Regex::new(pattern).map_err(|e| format!("bad tensor pattern '{pattern}': {e}"))?;
-        Ok(CpuPin {
-            pattern: pattern.to_string(),
-            regex,
-        })
-    }
-}
-
-/// User pins the plan must honour.
-#[derive(Debug, Clone, Default)]
-pub struct Pins {
-    /// `--cpu-moe`: every routed expert on the CPU.
-    pub cpu_moe: bool,
-    /// `--n-cpu-moe N`: routed experts of the first N layers on the CPU.
-    pub n_cpu_moe: Option<u32>,
-    /// `--override-tensor REGEX=CPU`.
-    pub cpu: Vec<CpuPin>,
-}
-
-impl Pins {
-    fn forces_cpu(&self, t: &super::model::PlanTensor) -> bool {
-        if t.role == TensorRole::RoutedExpert {
-            if self.cpu_moe {
-                return true;
-            }
-            if let (Some(n), Some(il)) = (self.n_cpu_moe, t.layer) {
-                if il < n {
-                    return true;
-                }
-            }
-        }
-        self.cpu.iter().any(|p| p.regex.is_match(&t.name))
-    }
-
-    pub fn is_empty(&self) -> bool {
-        !self.cpu_moe && self.n_cpu_moe.is_none() && self.cpu.is_empty()
-    }
-}
-
-/// What the user asks for; `None` leaves the choice to the planner.
-#[derive(Debug, Clone, Default)]
-pub struct PlanRequest {
-    pub ctx: Option<u64>,
-    /// VRAM the plan may use, as is (no driver reserve taken off).
-    pub vram: Option<u64>,
-    /// RAM the plan may use, as is.
-    pub ram: Option<u64>,
-    pub kv_type: Option<KvType>,
-    pub flash_attn: Option<bool>,
-    pub n_ubatch: Option<u64>,
-    pub pins: Pins,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct TierUse {
-    pub used: u64,
-    pub capacity: u64,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Tiers {
-    pub vram: TierUse,
-    pub ram: TierUse,
-    pub ssd: TierUse,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PlacedTensor {
-    pub name: String,
-    pub bytes: u64,
-    pub tier: Tier,
-    #[serde(skip)]
-    pub role: TensorRole,
-    #[serde(skip)]
-    pub layer: Option<u32>,
-    #[serde(skip)]
-    pub density: f64,
-    #[serde(skip)]
-    pub n_elements: u64,
-    #[serde(skip)]
-    pub pinned: bool,
-    #[serde(skip)]
-    pub ggml_type: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct KvPlacement {
-    #[serde(rename = "type")]
-    pub kv_type: KvType,
-    pub bytes: u64,
-    pub vram_bytes: u64,
-    pub ram_bytes: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct ComputeBuffers {
-    pub vram_bytes: u64,
-    pub ram_bytes: u64,
-}
-
-/// The llama.cpp parameters that realise the plan.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LlamaParams {
-    pub n_gpu_layers: u32,
-    pub tensor_overrides: Vec<String>,
-    pub type_k: KvType,
-    pub type_v: KvType,
-    pub flash_attn: bool,
-    pub n_ctx: u64,
-    pub n_ubatch: u64,
-    pub use_mmap: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Plan {
-    pub fits: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub suggestions: Vec<String>,
-    pub ctx: u64,
-    pub kv_type: KvType,
-    pub flash_attn: bool,
-    pub n_ubatch: u64,
-    pub unified_memory: bool,
-    pub tiers: Tiers,
-    pub kv: KvPlacement,
-    pub compute: ComputeBuffers,
-    pub tensors: Vec<PlacedTensor>,
-    /// Layers whose routed experts are all in VRAM / split / all in RAM or on SSD.
-    pub expert_layers: ExpertLayers,
-    /// Page-cache miss rate of CPU expert reads (SSD tier).
-    pub ssd_miss_rate: f64,
-    pub predicted: Prediction,
-    pub llama: LlamaParams,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct ExpertLayers {
-    pub vram: u32,
-    pub partial: u32,
-    pub cpu: u32,
-}
 
 /// Memory available to the plan.
 #[derive(Debug, Clone, Copy)]
@@ -409,8 +229,10 @@ fn place(
             ggml_type: t.ggml_type.clone(),
         })
         .collect();
+    // Each sequence has its own KV stream of `ctx` cells.
+    let parallel = req.parallel.unwrap_or(1).max(1);
     let kv_per_layer: Vec<u64> = (0..n_layer)
-        .map(|il| kv_layer_bytes(shape, il, ctx, n_ubatch, kv_type))
+        .map(|il| kv_layer_bytes(shape, il, ctx, n_ubatch, kv_type) * parallel)
         .collect();
     let compute_full = compute_bytes(shape, ctx, n_ubatch, flash_attn);
 
@@ -610,7 +432,7 @@ fn place(
         type_k: kv_type,
         type_v: kv_type,
         flash_attn,
-        n_ctx: ctx,
+        n_ctx: ctx * parallel,
         n_ubatch,
         use_mmap: true,
     };
@@ -633,6 +455,7 @@ fn place(
         reason,
         suggestions: Vec::new(),
         ctx,
+        parallel,
         kv_type,
         flash_attn,
         n_ubatch,
@@ -691,7 +514,7 @@ fn overrides(
                 t.role == TensorRole::RoutedExpert
                     && t.layer == Some(il)
                     && t.tier != Tier::Vram
-                    && !req.pins.cpu.iter().any(|p| p.regex.is_match(&t.name))
+                    && !req.pins.cpu.iter().any(|p| p.matches(&t.name))
             })
             .filter_map(|t| {
                 t.name
@@ -736,7 +559,7 @@ fn suggestions(
     cap: &Capacity,
     req: &PlanRequest,
     failed: &Plan,
-) -> Vec<String> {
+) -> Vec<Suggestion> {
     let mut out = Vec::new();
     let weights = shape.weight_bytes();
     let resident_budget = cap.ram + if cap.unified { 0 } else { cap.vram };
@@ -765,33 +588,49 @@ fn suggestions(
             ""
         };
         if quant.is_empty() {
-            out.push(format!(
-                "the weights ({}) are far larger than this device's memory ({}); even a 2-bit quant will not fit",
-                crate::term::human_bytes(weights),
-                crate::term::human_bytes(resident_budget)
-            ));
+            out.push(Suggestion::FarTooLarge {
+                weight_bytes: weights,
+                budget_bytes: resident_budget,
+            });
         } else {
-            out.push(format!(
-                "a smaller quant of about {bpw:.1} bits per weight ({quant}) fits in {}",
-                crate::term::human_bytes(resident_budget)
-            ));
+            out.push(Suggestion::SmallerQuant {
+                bits_per_weight: (bpw * 10.0).round() / 10.0,
+                quant: quant.to_string(),
+                budget_bytes: resident_budget,
+            });
         }
     }
     if failed.kv.bytes > 0 {
         let smaller = (failed.ctx / 4).max(512);
         if smaller < failed.ctx {
-            out.push(format!(
-                "a shorter context: --ctx {smaller} (the KV cache at {} is {})",
-                failed.ctx,
-                crate::term::human_bytes(failed.kv.bytes)
-            ));
+            out.push(Suggestion::ShorterContext {
+                ctx: smaller,
+                current_ctx: failed.ctx,
+                kv_bytes: failed.kv.bytes,
+            });
         }
         if req.kv_type.is_some_and(|t| t == KvType::F16) {
-            out.push("a quantized KV cache: --kv-type q8_0".into());
+            out.push(Suggestion::QuantizedKv);
+        }
+        if failed.parallel > 1 {
+            // The most sequences that would fit, found by the planner itself.
+            let fewer = (1..failed.parallel).rev().find(|&n| {
+                let r = PlanRequest {
+                    parallel: Some(n),
+                    ..req.clone()
+                };
+                plan_inner(shape, profile, &r).fits
+            });
+            if let Some(n) = fewer {
+                out.push(Suggestion::FewerSequences {
+                    parallel: n,
+                    current: failed.parallel,
+                });
+            }
         }
     }
     if !req.pins.is_empty() {
-        out.push("fewer pins (--cpu-moe, --n-cpu-moe, --override-tensor)".into());
+        out.push(Suggestion::FewerPins);
     }
     // Name shipped profiles on which the same request fits.
     let mut fitting: Vec<(u64, String)> = crate::profile::builtin_profiles()
@@ -809,7 +648,9 @@ fn suggestions(
         .collect();
     fitting.sort();
     if let Some((_, name)) = fitting.first() {
-        out.push(format!("a device with more memory, e.g. --profile {name}"));
+        out.push(Suggestion::LargerDevice {
+            profile: name.clone(),
+        });
     }
     out
 }
@@ -818,7 +659,9 @@ fn suggestions(
 mod tests {
     use super::*;
     use crate::planner::model::PlanTensor;
+    use crate::planner::plan::CpuPin;
     use crate::profile::find_profile;
+    use regex::Regex;
 
     const MIB: u64 = 1 << 20;
     const GIB: u64 = 1 << 30;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::classify::TensorRole;
-use super::place::{Plan, Tier};
+use super::plan::{Plan, Suggestion, Tier};
 use crate::term::human_bytes;
 
 /// One line that pins what the planner decided: layers, expert split, KV and context.
@@ -48,7 +48,7 @@ pub fn llama_args(plan: &Plan) -> String {
 }
 
 /// Renders the plan as the table `edge plan` prints.
-pub fn render(plan: &Plan, title: &str) -> String {
+pub fn render(plan: &Plan, title: &str, word: &dyn Fn(&Suggestion) -> String) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{title}");
     let _ = writeln!(
@@ -158,7 +158,7 @@ pub fn render(plan: &Plan, title: &str) -> String {
             plan.reason.as_deref().unwrap_or("unknown")
         );
         for s in &plan.suggestions {
-            let _ = writeln!(out, "  try: {s}");
+            let _ = writeln!(out, "  try: {}", word(s));
         }
     }
     out

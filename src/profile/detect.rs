@@ -8,8 +8,8 @@
 
 use std::path::PathBuf;
 
+use crate::engine::{devices, DeviceKind};
 use anyhow::{Context, Result};
-use llama_cpp_2::{list_llama_ggml_backend_devices, LlamaBackendDeviceType};
 
 use super::{
     builtin_profiles, user_profile_dir, CpuSpec, DeviceProfile, Efficiency, GpuSpec, MemoryTiers,
@@ -165,17 +165,14 @@ fn apply_calibration(p: &mut DeviceProfile, saved: &DeviceProfile) {
 
 /// The hardware facts only, with default bandwidths (what `calibrate` starts from).
 pub fn detect_hardware() -> Result<Detection> {
-    crate::engine::backend(false)?;
-    let devices = list_llama_ggml_backend_devices();
-    let cpu_dev = devices
-        .iter()
-        .find(|d| matches!(d.device_type, LlamaBackendDeviceType::Cpu));
+    let devices = devices()?;
+    let cpu_dev = devices.iter().find(|d| d.kind == DeviceKind::Cpu);
 
     let (mut ram_total, mut ram_available) = read_meminfo();
     if ram_total.is_none() {
         if let Some(c) = cpu_dev {
-            ram_total = Some(c.memory_total as u64);
-            ram_available = Some(c.memory_free as u64);
+            ram_total = Some(c.memory_total);
+            ram_available = Some(c.memory_free);
         }
     }
     let ram_bytes = ram_total.context("cannot find this machine's total RAM")?;
@@ -193,9 +190,9 @@ pub fn detect_hardware() -> Result<Detection> {
     let mut specs = Vec::new();
     let mut backend = "cpu".to_string();
     for d in &devices {
-        let integrated = match d.device_type {
-            LlamaBackendDeviceType::Gpu => d.backend.eq_ignore_ascii_case("metal"),
-            LlamaBackendDeviceType::IntegratedGpu => true,
+        let integrated = match d.kind {
+            DeviceKind::Gpu => d.backend.eq_ignore_ascii_case("metal"),
+            DeviceKind::IntegratedGpu => true,
             _ => continue,
         };
         // Remote RPC servers are not this machine.
@@ -233,7 +230,7 @@ pub fn detect_hardware() -> Result<Detection> {
         }
         specs.push(GpuSpec {
             name: description.clone(),
-            vram_bytes: if integrated { 0 } else { d.memory_total as u64 },
+            vram_bytes: if integrated { 0 } else { d.memory_total },
             bandwidth_gbs,
             fp16_tflops,
             h2d_pinned_gbs: pinned,
@@ -243,8 +240,8 @@ pub fn detect_hardware() -> Result<Detection> {
             device: d.name.clone(),
             description,
             backend: d.backend.clone(),
-            memory_total_bytes: d.memory_total as u64,
-            memory_free_bytes: d.memory_free as u64,
+            memory_total_bytes: d.memory_total,
+            memory_free_bytes: d.memory_free,
             integrated,
             figures_from: known.map(|(n, _)| n),
         });

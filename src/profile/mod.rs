@@ -6,7 +6,6 @@
 //! `<config dir>/profiles/*.toml` and shadow a shipped one of the same name.
 //! This module is pure: parsing, validation and lookup, no I/O except reading files.
 
-pub mod calibrate;
 pub mod detect;
 
 use std::collections::BTreeMap;
@@ -297,10 +296,10 @@ impl DeviceProfile {
             )
             .chain([("efficiency.cpu_bandwidth".to_string(), e.cpu_bandwidth)]);
         for (what, v) in cpu_reads {
-            if !(v > 0.0 && v <= calibrate::MAX_CPU_READ_EFFICIENCY) {
+            if !(v > 0.0 && v <= MAX_CPU_READ_EFFICIENCY) {
                 return Err(bad(format!(
                     "{what} must be in (0, {}], got {v}",
-                    calibrate::MAX_CPU_READ_EFFICIENCY
+                    MAX_CPU_READ_EFFICIENCY
                 )));
             }
         }
@@ -387,7 +386,6 @@ impl DeviceProfile {
     /// [`Self::cpu_read_ms`] for routed-expert weights: K/IQ quants at
     /// `cpu_expert_bandwidth` when the profile has one.
     pub fn cpu_expert_read_ms(&self, ggml_type: &str, bytes: f64) -> f64 {
-        use calibrate::ReadGroup;
         match self.efficiency.cpu_expert_bandwidth {
             Some(eff) if ReadGroup::of_weight(ggml_type, true) == ReadGroup::ExpertKQuant => {
                 bytes / (self.cpu.mem_bandwidth_gbs * eff * 1e9) * 1e3
@@ -421,6 +419,68 @@ impl DeviceProfile {
     /// Serialises back to TOML (used by `calibrate` to save a user profile).
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Ceiling of a fitted CPU read efficiency. It is relative to the memory bandwidth edge's
+/// probe measures (threads summing a buffer), which ggml's prefetching kernels can beat:
+/// F16 decode here streamed at up to 1.2x the probe's figure.
+pub const MAX_CPU_READ_EFFICIENCY: f64 = 1.5;
+
+/// Weight types that need no dequantizing; they stream at their own efficiency.
+pub const FLOAT_TYPES: [&str; 3] = ["F32", "F16", "BF16"];
+/// The legacy block quants, whose CPU kernels dequantize at another rate than the K and
+/// IQ quants' (SmolLM2's Q4_1 streams at about half the rate of Q4_K here).
+pub const LEGACY_QUANT_TYPES: [&str; 6] = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q8_1"];
+
+/// The groups of weight types whose CPU decode efficiency is fitted apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadGroup {
+    /// K and IQ quants (and any other quantized type): `efficiency.cpu_bandwidth`.
+    KQuant = 0,
+    /// [`LEGACY_QUANT_TYPES`].
+    Legacy = 1,
+    /// [`FLOAT_TYPES`] and the F16 KV cache.
+    Float = 2,
+    /// Routed-expert weights in K/IQ quants: `efficiency.cpu_expert_bandwidth`.
+    ExpertKQuant = 3,
+}
+
+impl ReadGroup {
+    pub const ALL: [ReadGroup; 4] = [
+        ReadGroup::KQuant,
+        ReadGroup::Legacy,
+        ReadGroup::Float,
+        ReadGroup::ExpertKQuant,
+    ];
+
+    pub fn of(ggml_type: &str) -> ReadGroup {
+        let is = |list: &[&str]| list.iter().any(|t| t.eq_ignore_ascii_case(ggml_type));
+        if is(&FLOAT_TYPES) {
+            ReadGroup::Float
+        } else if is(&LEGACY_QUANT_TYPES) {
+            ReadGroup::Legacy
+        } else {
+            ReadGroup::KQuant
+        }
+    }
+
+    /// The group of a weight read: [`ReadGroup::of`] its type, except that routed-expert
+    /// K/IQ-quant weights have their own.
+    pub fn of_weight(ggml_type: &str, routed_expert: bool) -> ReadGroup {
+        match ReadGroup::of(ggml_type) {
+            ReadGroup::KQuant if routed_expert => ReadGroup::ExpertKQuant,
+            group => group,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ReadGroup::KQuant => "K/IQ-quant",
+            ReadGroup::Legacy => "legacy-quant (Q4_0..Q8_0)",
+            ReadGroup::Float => "F32/F16/BF16",
+            ReadGroup::ExpertKQuant => "routed-expert K/IQ-quant",
+        }
     }
 }
 

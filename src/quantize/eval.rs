@@ -15,17 +15,14 @@
 //! reference file, the text and the context size.
 
 use std::io::{BufReader, BufWriter, Read, Write};
-use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use llama_cpp_2::context::params::LlamaContextParams;
-use llama_cpp_2::context::LlamaContext;
-use llama_cpp_2::llama_batch::LlamaBatch;
-use llama_cpp_2::token::LlamaToken;
 use serde::Serialize;
 
-use crate::engine::{backend, LoadOptions, Model};
+use crate::engine::{
+    tokenize_text, ContextSpec, EngineError, LogitsRunner, Model, Token as LlamaToken,
+};
 
 /// Per-token log-softmax facts.
 struct Lsm {
@@ -187,61 +184,15 @@ pub struct EvalResult {
     pub reference_cached: bool,
 }
 
-pub struct EvalOptions {
+/// Loads a model placed as the plan says, with the context to score it in (its
+/// `n_ctx` is the chunk size). The command supplies it, so eval loads through the planner.
+pub type ModelLoader<'a> = dyn Fn(&Path) -> Result<(Model, ContextSpec)> + 'a;
+
+pub struct EvalOptions<'a> {
     pub n_ctx: u32,
     pub max_chunks: Option<usize>,
-    pub threads: u32,
-    pub verbose: bool,
     pub cache_dir: Option<PathBuf>,
-}
-
-struct Runner<'m> {
-    ctx: LlamaContext<'m>,
-    n_ctx: u32,
-    bos: Option<LlamaToken>,
-}
-
-impl<'m> Runner<'m> {
-    fn new(model: &'m Model, o: &EvalOptions) -> Result<Runner<'m>> {
-        let b = backend(o.verbose)?;
-        let params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(o.n_ctx))
-            .with_n_batch(o.n_ctx)
-            .with_n_ubatch(o.n_ctx.min(512))
-            .with_n_threads(o.threads as i32)
-            .with_n_threads_batch(o.threads as i32);
-        let ctx = model
-            .llama
-            .new_context(b, params)
-            .map_err(|e| anyhow!("cannot create a context of {} tokens: {e}", o.n_ctx))?;
-        let vocab = model.llama.vocab();
-        let bos = (vocab.should_add_bos() && vocab.bos().0 >= 0).then(|| vocab.bos());
-        Ok(Runner {
-            ctx,
-            n_ctx: o.n_ctx,
-            bos,
-        })
-    }
-
-    /// Evaluates one chunk; calls `each(logits, next_token)` for every scored position.
-    fn chunk(&mut self, toks: &[LlamaToken], mut each: impl FnMut(&[f32], usize)) -> Result<()> {
-        self.ctx.clear_kv_cache();
-        let n = self.n_ctx as usize;
-        let first = n / 2;
-        let mut batch = LlamaBatch::new(n, 1);
-        for (k, &t) in toks.iter().enumerate() {
-            let t = if k == 0 { self.bos.unwrap_or(t) } else { t };
-            batch.add(t, k as i32, &[0], k >= first)?;
-        }
-        self.ctx
-            .decode(&mut batch)
-            .map_err(|e| anyhow!("llama.cpp decode failed: {e}"))?;
-        for j in first..n - 1 {
-            let logits = self.ctx.get_logits_ith(j as i32);
-            each(logits, toks[j + 1].0 as usize);
-        }
-        Ok(())
-    }
+    pub load: &'a ModelLoader<'a>,
 }
 
 fn fnv(h: &mut u64, bytes: &[u8]) {
@@ -284,29 +235,19 @@ fn cache_key(reference: &Path, text: &str, o: &EvalOptions) -> String {
 
 const MAGIC: &[u8; 8] = b"EDGEKLD1";
 
-fn load_model(path: &Path, verbose: bool) -> Result<Model> {
-    Model::load(
-        path,
-        &LoadOptions {
-            verbose,
-            progress: false,
-        },
-    )
-}
-
 fn tokenize(model: &Model, text: &str, o: &EvalOptions) -> Result<(Vec<LlamaToken>, usize)> {
-    let tokens = model.llama.vocab().tokenize(text.as_bytes(), true, false);
+    let tokens = tokenize_text(model, text);
     let n = o.n_ctx as usize;
     let mut chunks = tokens.len() / n;
     if let Some(m) = o.max_chunks {
         chunks = chunks.min(m);
     }
     if chunks == 0 {
-        bail!(
-            "the text is {} tokens, too short for one chunk of --ctx {} (use a longer text or a smaller --ctx)",
-            tokens.len(),
-            n
-        );
+        return Err(EngineError::TextTooShort {
+            tokens: tokens.len(),
+            chunk: n,
+        }
+        .into());
     }
     Ok((tokens, chunks))
 }
@@ -322,9 +263,9 @@ pub fn evaluate(
     let scored_per_chunk = n - 1 - n / 2;
     let bar = eval_bar();
     let Some(ref_path) = reference else {
-        let model = load_model(model_path, o.verbose)?;
+        let (model, spec) = (o.load)(model_path)?;
         let (tokens, chunks) = tokenize(&model, text, o)?;
-        let mut runner = Runner::new(&model, o)?;
+        let mut runner = LogitsRunner::new(&model, &spec)?;
         let mut nll = Vec::with_capacity(chunks * scored_per_chunk);
         bar.set_length(chunks as u64);
         for c in 0..chunks {
@@ -360,9 +301,9 @@ pub fn evaluate(
     {
         Some(Ok(h)) => h,
         _ => {
-            let rmodel = load_model(ref_path, o.verbose).context("reference")?;
+            let (rmodel, rspec) = (o.load)(ref_path).context("reference")?;
             let (tokens, chunks) = tokenize(&rmodel, text, o)?;
-            let n_vocab = rmodel.llama.n_vocab() as usize;
+            let n_vocab = rmodel.n_vocab();
             let target = cache.clone().unwrap_or_else(|| {
                 std::env::temp_dir().join(format!("edge-eval-{}.kld", std::process::id()))
             });
@@ -380,7 +321,7 @@ pub fn evaluate(
                 for t in &tokens {
                     w.write_all(&t.0.to_le_bytes())?;
                 }
-                let mut runner = Runner::new(&rmodel, o)?;
+                let mut runner = LogitsRunner::new(&rmodel, &rspec)?;
                 bar.set_length(2 * chunks as u64);
                 bar.set_message("reference");
                 let mut rec = Vec::new();
@@ -460,12 +401,12 @@ fn compare_with(
 ) -> Result<EvalResult> {
     let result = (|| -> Result<EvalResult> {
         let n = o.n_ctx as usize;
-        let model = load_model(model_path, o.verbose)?;
-        if model.llama.n_vocab() as usize != n_vocab {
+        let (model, spec) = (o.load)(model_path)?;
+        if model.n_vocab() != n_vocab {
             bail!(
                 "{} has a vocabulary of {} tokens, the reference {} has {}: they are not comparable",
                 model_path.display(),
-                model.llama.n_vocab(),
+                model.n_vocab(),
                 ref_path.display(),
                 n_vocab
             );
@@ -477,7 +418,7 @@ fn compare_with(
         let scored = n - 1 - n / 2;
         let mut buf = vec![0u8; nv * 2 * scored];
         let mut rec = vec![0u16; nv * scored];
-        let mut runner = Runner::new(&model, o)?;
+        let mut runner = LogitsRunner::new(&model, &spec)?;
         let mut acc = Acc::default();
         if bar.length() != Some(2 * chunks as u64) {
             bar.set_length(chunks as u64);

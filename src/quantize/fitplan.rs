@@ -12,7 +12,7 @@ use edge_quant::{
 };
 
 use super::gguf_io::{align, read_rows_f32};
-use super::Source;
+use super::source::Source;
 use crate::engine::ffi;
 use crate::gguf_info::TensorInfo;
 

@@ -6,117 +6,24 @@ pub mod eval;
 pub mod fitplan;
 pub mod gguf_io;
 pub mod imatrix_file;
+mod partial;
+mod source;
 pub mod split;
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Once};
+pub use partial::temp_path;
+pub(crate) use partial::{track_partial, untrack_partial};
+pub use source::{ClassSummary, Plan, PlanEntry, Source};
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Context, Result};
 use edge_quant::split::SplitLimits;
-use edge_quant::{classify, ggml_type, ggml_type_by_name, TensorClass};
-use serde::Serialize;
+use edge_quant::{classify, ggml_type_by_name};
 
 use crate::engine::ffi::{self, QuantizeParams};
-use crate::gguf_info::{check_loadable, GgufFile};
-use gguf_io::{align, HeaderLayout};
-
-/// An input model, validated.
-pub struct Source {
-    pub path: PathBuf,
-    pub gguf: GgufFile,
-    pub layout: HeaderLayout,
-    /// No `output.weight`: the token embedding table is also the output head.
-    pub tied_output: bool,
-}
-
-impl Source {
-    pub fn open(path: &Path) -> Result<Source> {
-        let gguf = GgufFile::open(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-        check_loadable(&gguf).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-        if gguf.tensors.is_empty() {
-            bail!("{}: the GGUF has no tensors", path.display());
-        }
-        let layout = HeaderLayout::read(path, gguf.data_offset)
-            .with_context(|| path.display().to_string())?;
-        let tied_output = !gguf.tensors.iter().any(|t| t.name == "output.weight");
-        Ok(Source {
-            path: path.to_path_buf(),
-            gguf,
-            layout,
-            tied_output,
-        })
-    }
-
-    pub fn n_elements(&self) -> u64 {
-        self.gguf.tensors.iter().map(|t| t.n_elements()).sum()
-    }
-}
-
-/// One tensor of a plan.
-#[derive(Debug, Clone, Serialize)]
-pub struct PlanEntry {
-    pub name: String,
-    pub class: String,
-    pub dims: Vec<u64>,
-    pub from: String,
-    pub to: String,
-    #[serde(skip)]
-    pub to_id: u32,
-    /// Bytes in the output, without padding.
-    pub bytes: u64,
-    pub bytes_in: u64,
-}
-
-/// What a quantization will write, tensor by tensor, as llama.cpp's dry run decides it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Plan {
-    pub tensors: Vec<PlanEntry>,
-    pub header_bytes: u64,
-    /// The exact size of the output file.
-    pub file_bytes: u64,
-    pub tensor_bytes: u64,
-    pub bpw: f64,
-}
-
-impl Plan {
-    /// Tensors that llama.cpp will quantize to a type that needs an imatrix.
-    pub fn needing_imatrix(&self) -> Vec<&PlanEntry> {
-        self.tensors
-            .iter()
-            .filter(|t| t.from != t.to)
-            .filter(|t| !matches!(t.class.as_str(), "token_embd" | "output"))
-            .filter(|t| ggml_type(t.to_id).is_some_and(|g| g.needs_imatrix()))
-            .collect()
-    }
-
-    /// Per class: tensors, bytes in, bytes out, and how many tensors per type.
-    pub fn by_class(&self) -> Vec<ClassSummary> {
-        let mut m: BTreeMap<String, ClassSummary> = BTreeMap::new();
-        for t in &self.tensors {
-            let e = m.entry(t.class.clone()).or_insert_with(|| ClassSummary {
-                class: t.class.clone(),
-                ..Default::default()
-            });
-            e.tensors += 1;
-            e.bytes_in += t.bytes_in;
-            e.bytes += t.bytes;
-            *e.types.entry(t.to.clone()).or_default() += 1;
-        }
-        let mut v: Vec<ClassSummary> = m.into_values().collect();
-        v.sort_by_key(|c| TensorClass::from_key(&c.class).unwrap_or(TensorClass::Other));
-        v
-    }
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ClassSummary {
-    pub class: String,
-    pub tensors: usize,
-    pub bytes_in: u64,
-    pub bytes: u64,
-    pub types: BTreeMap<String, usize>,
-}
+use gguf_io::align;
 
 /// Collects the per-tensor decisions from llama.cpp's log lines
 /// (`[  i/  n] NAME - [shape], type = f16, ` then `size = … (q4_K)` or `size = …`).
@@ -225,44 +132,6 @@ pub fn dry_run(src: &Source, params: &QuantizeParams) -> Result<Plan> {
         file_bytes: header_bytes + tensor_bytes,
         tensor_bytes,
     })
-}
-
-/// The temporary file a quantization writes before it is renamed to `out`.
-pub fn temp_path(out: &Path) -> PathBuf {
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out.gguf".into());
-    out.with_file_name(format!(".{name}.edge-partial-{}", std::process::id()))
-}
-
-/// Partial files to remove if the user interrupts (Ctrl-C) a write.
-static PARTIALS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
-
-/// Remembers a partial file, to be removed on Ctrl-C (the handler exits as a shell
-/// would, with 130).
-pub(crate) fn track_partial(p: &Path) {
-    static HANDLER: Once = Once::new();
-    HANDLER.call_once(|| {
-        let _ = ctrlc::set_handler(|| {
-            if let Ok(ps) = PARTIALS.lock() {
-                for p in ps.iter() {
-                    let _ = std::fs::remove_file(p);
-                }
-            }
-            eprintln!();
-            std::process::exit(130);
-        });
-    });
-    if let Ok(mut ps) = PARTIALS.lock() {
-        ps.push(p.to_path_buf());
-    }
-}
-
-pub(crate) fn untrack_partial(p: &Path) {
-    if let Ok(mut ps) = PARTIALS.lock() {
-        ps.retain(|q| q != p);
-    }
 }
 
 /// What a quantization wrote.

@@ -14,7 +14,8 @@ use edge_quant::split::{plan_shards, shard_name, Shard, ShardHeaders, ShardTenso
 use serde::Serialize;
 
 use super::gguf_io::{align, tensor_info_bytes, HeaderLayout, SPLIT_KEYS};
-use super::{temp_path, Plan, Source};
+use super::partial::{temp_path, track_partial, untrack_partial};
+use super::source::{Plan, Source};
 use crate::gguf_info::GgufFile;
 
 /// Bytes of the three split keys: `split.no` (u16), `split.count` (u16),
@@ -173,7 +174,7 @@ pub fn write_shards(
     let result = (|| -> Result<()> {
         for (no, (shard, report)) in shards.iter().zip(reports(out, &shards)).enumerate() {
             let tmp = temp_path(&report.path);
-            super::track_partial(&tmp);
+            track_partial(&tmp);
             written.push((tmp.clone(), report.clone()));
             let mut h: Vec<u8> = Vec::new();
             h.extend(b"GGUF");
@@ -238,7 +239,7 @@ pub fn write_shards(
     if let Err(e) = result {
         for (tmp, _) in &written {
             let _ = std::fs::remove_file(tmp);
-            super::untrack_partial(tmp);
+            untrack_partial(tmp);
         }
         return Err(e);
     }
@@ -252,15 +253,15 @@ pub fn commit(shards: &[(PathBuf, ShardReport)]) -> Result<Vec<ShardReport>> {
         if let Err(e) = std::fs::rename(tmp, &r.path) {
             for (t, r) in &shards[..i] {
                 let _ = std::fs::remove_file(&r.path);
-                super::untrack_partial(t);
+                untrack_partial(t);
             }
             for (t, _) in &shards[i..] {
                 let _ = std::fs::remove_file(t);
-                super::untrack_partial(t);
+                untrack_partial(t);
             }
             return Err(e).with_context(|| format!("cannot write {}", r.path.display()));
         }
-        super::untrack_partial(tmp);
+        untrack_partial(tmp);
     }
     Ok(shards.iter().map(|(_, r)| r.clone()).collect())
 }

@@ -6,8 +6,8 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
+use super::arch::{SynthArch, SynthVocab};
 use super::templates::{LLAMA4_CHAT_TEMPLATE, QWEN3_CHAT_TEMPLATE};
-use super::{SynthArch, SynthVocab};
 
 /// `tokenizer.ggml.token_type` values (llama.cpp's `llama_token_type`).
 pub(crate) const TOKEN_NORMAL: i32 = 1;

@@ -17,7 +17,7 @@ use crate::gguf_info::GgufFile;
 use crate::planner::classify::{decode_density, expert_counts, role_of, TensorRole};
 use crate::planner::memory::{kv_cells, kv_layer_bytes};
 use crate::planner::{KvType, ModelShape};
-use crate::profile::OverheadCounts;
+use crate::profile::{OverheadCounts, ReadGroup, MAX_CPU_READ_EFFICIENCY};
 use crate::term::human_bytes;
 
 /// Size of one random read.
@@ -32,68 +32,6 @@ pub struct SsdResult {
     pub rand_reads: usize,
     /// The page cache was dropped before each read pass (else the figures may be RAM speed).
     pub cache_dropped: bool,
-}
-
-/// Ceiling of a fitted CPU read efficiency. It is relative to the memory bandwidth edge's
-/// probe measures (threads summing a buffer), which ggml's prefetching kernels can beat:
-/// F16 decode here streamed at up to 1.2x the probe's figure.
-pub const MAX_CPU_READ_EFFICIENCY: f64 = 1.5;
-
-/// Weight types that need no dequantizing; they stream at their own efficiency.
-pub const FLOAT_TYPES: [&str; 3] = ["F32", "F16", "BF16"];
-/// The legacy block quants, whose CPU kernels dequantize at another rate than the K and
-/// IQ quants' (SmolLM2's Q4_1 streams at about half the rate of Q4_K here).
-pub const LEGACY_QUANT_TYPES: [&str; 6] = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q8_1"];
-
-/// The groups of weight types whose CPU decode efficiency is fitted apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReadGroup {
-    /// K and IQ quants (and any other quantized type): `efficiency.cpu_bandwidth`.
-    KQuant = 0,
-    /// [`LEGACY_QUANT_TYPES`].
-    Legacy = 1,
-    /// [`FLOAT_TYPES`] and the F16 KV cache.
-    Float = 2,
-    /// Routed-expert weights in K/IQ quants: `efficiency.cpu_expert_bandwidth`.
-    ExpertKQuant = 3,
-}
-
-impl ReadGroup {
-    pub const ALL: [ReadGroup; 4] = [
-        ReadGroup::KQuant,
-        ReadGroup::Legacy,
-        ReadGroup::Float,
-        ReadGroup::ExpertKQuant,
-    ];
-
-    pub fn of(ggml_type: &str) -> ReadGroup {
-        let is = |list: &[&str]| list.iter().any(|t| t.eq_ignore_ascii_case(ggml_type));
-        if is(&FLOAT_TYPES) {
-            ReadGroup::Float
-        } else if is(&LEGACY_QUANT_TYPES) {
-            ReadGroup::Legacy
-        } else {
-            ReadGroup::KQuant
-        }
-    }
-
-    /// The group of a weight read: [`ReadGroup::of`] its type, except that routed-expert
-    /// K/IQ-quant weights have their own.
-    pub fn of_weight(ggml_type: &str, routed_expert: bool) -> ReadGroup {
-        match ReadGroup::of(ggml_type) {
-            ReadGroup::KQuant if routed_expert => ReadGroup::ExpertKQuant,
-            group => group,
-        }
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            ReadGroup::KQuant => "K/IQ-quant",
-            ReadGroup::Legacy => "legacy-quant (Q4_0..Q8_0)",
-            ReadGroup::Float => "F32/F16/BF16",
-            ReadGroup::ExpertKQuant => "routed-expert K/IQ-quant",
-        }
-    }
 }
 
 /// Bytes one decoded token reads, per ggml type (upper case): every tensor at its decode

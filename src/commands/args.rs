@@ -1,0 +1,264 @@
+//! The argument groups several subcommands share, declared once and flattened into each
+//! (`#[command(flatten)]`): placement, context, threads and sampling. Also the one
+//! place that words library errors and planner suggestions as the flags users type,
+//! and the plan-then-load step every model-loading command runs.
+
+use std::path::Path;
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::engine::{EngineError, LoadOptions, Model};
+use crate::loading::{plan_file, LoadError, PlacementRequest, PlannedModel};
+use crate::planner::{KvType, Suggestion};
+use crate::term::{human_bytes, parse_size};
+
+/// Where the planner may put the weights. Every command that loads a model takes these.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Placement (the planner decides; these constrain it)")]
+pub struct PlacementArgs {
+    /// Device profile to plan for (see `edge profile list`; default: this machine).
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// VRAM the plan may use (e.g. 6GiB), instead of the profile's.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size_or_zero)]
+    pub vram: Option<u64>,
+    /// RAM the plan may use, instead of the profile's.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub ram: Option<u64>,
+    /// KV cache type (default: f16, q8_0 when f16 would push weights out of VRAM).
+    #[arg(long, value_name = "TYPE", value_parser = parse_kv_type)]
+    pub kv_type: Option<KvType>,
+    /// Keep every routed expert on the CPU.
+    #[arg(long)]
+    pub cpu_moe: bool,
+    /// Keep the routed experts of the first N layers on the CPU.
+    #[arg(long, value_name = "N")]
+    pub n_cpu_moe: Option<u32>,
+    /// Keep tensors matching REGEX on the CPU: REGEX=CPU (repeatable; llama.cpp's -ot).
+    #[arg(
+        long = "override-tensor",
+        visible_alias = "ot",
+        value_name = "REGEX=CPU"
+    )]
+    pub override_tensor: Vec<String>,
+    /// Tokens per ubatch, the physical batch (default 512).
+    #[arg(long, visible_alias = "ubatch-size", value_name = "N", value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub ubatch: Option<u64>,
+    /// Use a ggml RPC server (`edge rpc-server`, llama.cpp's rpc-server) as a device:
+    /// HOST:PORT (repeatable).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub rpc: Vec<String>,
+}
+
+/// The context of commands that hold a conversation or a job per sequence.
+#[derive(Debug, Args, Clone, Copy, Default)]
+pub struct ContextArgs {
+    /// Context size in tokens, per sequence (default: the model's training context up
+    /// to 8192, halved down to 2048 until the plan fits the device).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(16..))]
+    pub ctx: Option<u32>,
+}
+
+#[derive(Debug, Args, Clone, Copy, Default)]
+pub struct ThreadArgs {
+    /// CPU threads (default: physical cores).
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: Option<u32>,
+}
+
+impl ThreadArgs {
+    pub fn get(&self) -> u32 {
+        self.threads.unwrap_or_else(crate::engine::default_threads)
+    }
+}
+
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Sampling")]
+pub struct SamplingArgs {
+    /// Temperature; 0 means greedy and deterministic.
+    #[arg(long, value_name = "T", value_parser = non_negative_f32)]
+    pub temp: Option<f32>,
+    /// Top-k sampling (0 disables).
+    #[arg(long, value_name = "K")]
+    pub top_k: Option<u32>,
+    /// Top-p (nucleus) sampling, in (0, 1].
+    #[arg(long, value_name = "P", value_parser = unit_f32)]
+    pub top_p: Option<f32>,
+    /// Min-p sampling, in [0, 1].
+    #[arg(long, value_name = "P", value_parser = unit_f32)]
+    pub min_p: Option<f32>,
+    /// Random seed (default: random; with --temp 0 the seed does not matter).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u32>,
+}
+
+impl SamplingArgs {
+    pub fn overrides(&self) -> crate::chat::SamplingOverrides {
+        crate::chat::SamplingOverrides {
+            temp: self.temp,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            seed: self.seed,
+        }
+    }
+}
+
+impl PlacementArgs {
+    /// The library's request: `--override-tensor` patterns must end in `=CPU`.
+    pub fn request(&self) -> Result<PlacementRequest> {
+        let mut cpu_patterns = Vec::new();
+        for o in &self.override_tensor {
+            let (pattern, device) = o
+                .rsplit_once('=')
+                .ok_or_else(|| anyhow::anyhow!("--override-tensor '{o}': expected REGEX=CPU"))?;
+            if !device.eq_ignore_ascii_case("cpu") {
+                anyhow::bail!(
+                    "--override-tensor '{o}': only CPU pins are supported (VRAM placement is the planner's job)"
+                );
+            }
+            cpu_patterns.push(pattern.to_string());
+        }
+        Ok(PlacementRequest {
+            profile: self.profile.clone(),
+            vram: self.vram,
+            ram: self.ram,
+            kv_type: self.kv_type,
+            cpu_moe: self.cpu_moe,
+            n_cpu_moe: self.n_cpu_moe,
+            cpu_patterns,
+            ubatch: self.ubatch,
+            rpc: self.rpc.clone(),
+        })
+    }
+}
+
+fn parse_size_or_zero(s: &str) -> Result<u64, String> {
+    if s.trim() == "0" {
+        Ok(0)
+    } else {
+        parse_size(s)
+    }
+}
+
+fn parse_kv_type(s: &str) -> Result<KvType, String> {
+    KvType::parse(s).ok_or_else(|| format!("'{s}' is not a KV type (f16, q8_0, q4_0)"))
+}
+
+fn non_negative_f32(s: &str) -> Result<f32, String> {
+    let v: f32 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("'{s}' must be a finite number >= 0"))
+    }
+}
+
+fn unit_f32(s: &str) -> Result<f32, String> {
+    let v: f32 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("'{s}' must be between 0 and 1"))
+    }
+}
+
+/// A planner suggestion in the words and flags a user types.
+pub fn suggestion_hint(s: &Suggestion) -> String {
+    match s {
+        Suggestion::SmallerQuant {
+            bits_per_weight,
+            quant,
+            budget_bytes,
+        } => format!(
+            "a smaller quant of about {bits_per_weight:.1} bits per weight ({quant}) fits in {}",
+            human_bytes(*budget_bytes)
+        ),
+        Suggestion::FarTooLarge {
+            weight_bytes,
+            budget_bytes,
+        } => format!(
+            "the weights ({}) are far larger than this device's memory ({}); even a 2-bit quant will not fit",
+            human_bytes(*weight_bytes),
+            human_bytes(*budget_bytes)
+        ),
+        Suggestion::ShorterContext {
+            ctx,
+            current_ctx,
+            kv_bytes,
+        } => format!(
+            "a shorter context: --ctx {ctx} (the KV cache at {current_ctx} is {})",
+            human_bytes(*kv_bytes)
+        ),
+        Suggestion::QuantizedKv => "a quantized KV cache: --kv-type q8_0".into(),
+        Suggestion::FewerSequences { parallel, current } => {
+            format!("fewer sequences: --parallel {parallel} (instead of {current})")
+        }
+        Suggestion::FewerPins => "fewer pins (--cpu-moe, --n-cpu-moe, --override-tensor)".into(),
+        Suggestion::LargerDevice { profile } => {
+            format!("a device with more memory, e.g. --profile {profile}")
+        }
+    }
+}
+
+/// The plan's report as `edge plan` prints it.
+pub fn plan_report(planned: &PlannedModel) -> String {
+    crate::planner::report::render(&planned.plan, &planned.title(), &suggestion_hint)
+}
+
+/// Library errors with the flag a user would reach for added.
+pub fn with_hints(err: anyhow::Error) -> anyhow::Error {
+    let engine = err.downcast_ref::<EngineError>().or_else(|| {
+        err.downcast_ref::<LoadError>().and_then(|e| match e {
+            LoadError::Engine(e) => Some(e),
+            _ => None,
+        })
+    });
+    match engine {
+        Some(EngineError::PromptTooLong { .. }) => err.context("use --ctx to raise the context"),
+        Some(EngineError::TextTooShort { .. }) => {
+            err.context("use a longer text or a smaller --ctx")
+        }
+        _ => match err.downcast_ref::<LoadError>() {
+            Some(LoadError::DoesNotFit {
+                label, suggestions, ..
+            }) => {
+                let tries: Vec<String> = suggestions.iter().map(suggestion_hint).collect();
+                let tail = if tries.is_empty() {
+                    String::new()
+                } else {
+                    format!("; try {}", tries.join("; or "))
+                };
+                anyhow::anyhow!("{err} (see `edge plan {label}`){tail}")
+            }
+            _ => err,
+        },
+    }
+}
+
+/// Plans `path` for `ctx` tokens per sequence and `parallel` sequences, prints the plan
+/// with `-v`, refuses one that does not fit, and loads the model with it applied.
+pub fn plan_and_load(
+    path: &Path,
+    label: &str,
+    placement: &PlacementArgs,
+    ctx: Option<u64>,
+    parallel: u64,
+    opts: &LoadOptions,
+) -> Result<(PlannedModel, Model)> {
+    let planned = plan_file(
+        path,
+        label,
+        &placement.request()?,
+        ctx,
+        parallel,
+        opts.verbose,
+    )
+    .map_err(|e| with_hints(e.into()))?;
+    if opts.verbose {
+        eprint!("{}", plan_report(&planned));
+    }
+    let model = planned.load(opts).map_err(|e| with_hints(e.into()))?;
+    Ok((planned, model))
+}

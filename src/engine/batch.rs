@@ -1,0 +1,364 @@
+//! Continuous batching: N sequences decode together in one context, each in its own KV
+//! stream; a new job takes a slot as soon as one frees and reuses the KV cache of the
+//! longest matching prefix any slot holds (a shared system prompt is decoded once),
+//! copied between streams. `edge batch` drives it; a server can feed it the same way.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+
+use super::context::{new_context, ContextSpec};
+use super::error::EngineError;
+use super::model::Model;
+use super::sampling::{eog_bans, Sampling, SamplingError};
+use super::session::Utf8Stream;
+
+/// One generation job, ready to decode.
+#[derive(Debug, Clone)]
+pub struct DecodeJob<T> {
+    /// The caller's handle, given back with the result.
+    pub tag: T,
+    pub prompt: Vec<LlamaToken>,
+    pub sampling: Sampling,
+    /// Output held to this JSON schema (a grammar).
+    pub json_schema: Option<String>,
+    /// Never sample an end-of-generation token.
+    pub ban_eog: bool,
+    pub max_tokens: usize,
+    /// Generation ends where one of these appears; it is cut from the text.
+    pub stop: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// An end-of-generation token or a stop string.
+    Stop,
+    /// `max_tokens`, or the sequence's context is full.
+    Length,
+}
+
+impl FinishReason {
+    /// OpenAI's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+        }
+    }
+}
+
+/// A finished job.
+#[derive(Debug)]
+pub struct DecodeDone<T> {
+    pub tag: T,
+    pub n_prompt: usize,
+    pub outcome: JobOutcome,
+}
+
+#[derive(Debug)]
+pub enum JobOutcome {
+    Finished {
+        text: String,
+        n_generated: usize,
+        finish: FinishReason,
+    },
+    /// The job's prompt does not fit one sequence's context.
+    PromptTooLong { ctx_per_seq: usize },
+    /// The job's schema could not become a grammar.
+    BadSampling(SamplingError),
+}
+
+/// Where jobs come from and where results go.
+pub trait BatchFeed<T> {
+    type Error: From<EngineError>;
+    /// The next job, or `None` when there is no more work.
+    fn next_job(&mut self) -> Result<Option<DecodeJob<T>>, Self::Error>;
+    fn done(&mut self, done: DecodeDone<T>) -> Result<(), Self::Error>;
+}
+
+struct Active<T> {
+    job: DecodeJob<T>,
+    sampler: LlamaSampler,
+    /// Next prompt index to decode.
+    next_prompt: usize,
+    /// Token sampled but not yet decoded.
+    pending: Option<LlamaToken>,
+    /// Batch index of this slot's logits in the current decode.
+    logits_idx: Option<i32>,
+    n_generated: usize,
+    utf8: Utf8Stream,
+    raw: String,
+}
+
+struct Slot<T> {
+    seq: i32,
+    /// Tokens held in this sequence's KV cache, at positions 0..len.
+    cached: Vec<LlamaToken>,
+    active: Option<Active<T>>,
+}
+
+fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// Shortest shared prefix worth copying from another sequence.
+const MIN_SHARED_PREFIX: usize = 16;
+
+/// Runs every job `feed` gives on a context of `spec` (one slot per sequence), until
+/// the feed is empty or `stop` is set (in-flight jobs are then dropped).
+pub fn run_batch<T, F: BatchFeed<T>>(
+    model: &Model,
+    spec: &ContextSpec,
+    feed: &mut F,
+    stop: &AtomicBool,
+) -> Result<(), F::Error> {
+    let parallel = spec.n_seq.max(1);
+    // Every slot may add a token per step: the logical batch holds at least one each.
+    let spec = ContextSpec {
+        n_batch: spec.n_batch.max(parallel),
+        ..spec.clone()
+    };
+    let mut ctx = new_context(model, &spec)?;
+    let n_batch = ctx.n_batch() as usize;
+    let ctx_per_seq = spec.ctx_per_seq() as usize;
+    let bans = eog_bans(model);
+    let mut slots: Vec<Slot<T>> = (0..parallel as i32)
+        .map(|seq| Slot {
+            seq,
+            cached: Vec::new(),
+            active: None,
+        })
+        .collect();
+    let mut batch = LlamaBatch::new(n_batch, 1);
+    let add = |batch: &mut LlamaBatch, tok, pos: usize, seq, logits| {
+        batch
+            .add(tok, pos as i32, &[seq], logits)
+            .map_err(|e| EngineError::Decode(e.to_string()))
+    };
+    let mut exhausted = false;
+
+    loop {
+        // Fill free slots.
+        for s in 0..slots.len() {
+            while slots[s].active.is_none() && !exhausted && !stop.load(Ordering::Relaxed) {
+                let Some(job) = feed.next_job()? else {
+                    exhausted = true;
+                    break;
+                };
+                let n_prompt = job.prompt.len();
+                // At least one token of answer must fit.
+                if n_prompt == 0 || n_prompt + 1 > ctx_per_seq {
+                    feed.done(DecodeDone {
+                        tag: job.tag,
+                        n_prompt,
+                        outcome: JobOutcome::PromptTooLong { ctx_per_seq },
+                    })?;
+                    continue;
+                }
+                let sampler = match job.sampling.sampler_for_job(
+                    model,
+                    job.json_schema.as_deref(),
+                    job.ban_eog,
+                    &bans,
+                ) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        feed.done(DecodeDone {
+                            tag: job.tag,
+                            n_prompt,
+                            outcome: JobOutcome::BadSampling(e),
+                        })?;
+                        continue;
+                    }
+                };
+                start(&mut ctx, &mut slots, s, job, sampler);
+            }
+        }
+        if slots.iter().all(|s| s.active.is_none()) || stop.load(Ordering::Relaxed) {
+            break;
+        }
+
+        // One decode step: pending tokens of generating slots first, then prompt chunks.
+        batch.clear();
+        let mut n_in_batch = 0usize;
+        for slot in slots.iter_mut() {
+            let Some(a) = slot.active.as_mut() else {
+                continue;
+            };
+            a.logits_idx = None;
+            if let Some(tok) = a.pending.take() {
+                add(&mut batch, tok, slot.cached.len(), slot.seq, true)?;
+                slot.cached.push(tok);
+                a.logits_idx = Some(n_in_batch as i32);
+                n_in_batch += 1;
+            }
+        }
+        for slot in slots.iter_mut() {
+            let Some(a) = slot.active.as_mut() else {
+                continue;
+            };
+            let remaining = a.job.prompt.len() - a.next_prompt;
+            if remaining == 0 || n_in_batch >= n_batch {
+                continue;
+            }
+            let take = remaining.min(n_batch - n_in_batch);
+            for i in 0..take {
+                let idx = a.next_prompt + i;
+                let last = idx + 1 == a.job.prompt.len();
+                let tok = a.job.prompt[idx];
+                add(&mut batch, tok, slot.cached.len(), slot.seq, last)?;
+                slot.cached.push(tok);
+                if last {
+                    a.logits_idx = Some(n_in_batch as i32);
+                }
+                n_in_batch += 1;
+            }
+            a.next_prompt += take;
+        }
+        if n_in_batch == 0 {
+            return Err(EngineError::NoProgress.into());
+        }
+        ctx.decode(&mut batch)
+            .map_err(|e| EngineError::Decode(e.to_string()))?;
+
+        // Sample for every slot whose logits were computed.
+        for slot in slots.iter_mut() {
+            let Some(a) = slot.active.as_mut() else {
+                continue;
+            };
+            let Some(idx) = a.logits_idx else { continue };
+            let tok = a.sampler.sample(&ctx, idx);
+            let mut reason = None;
+            if model.is_eog(tok) {
+                reason = Some(FinishReason::Stop);
+            } else {
+                a.n_generated += 1;
+                let text = a.utf8.push(&model.piece(tok));
+                a.raw.push_str(&text);
+                if let Some(cut) = find_stop(&a.raw, &a.job.stop, text.len()) {
+                    a.raw.truncate(cut);
+                    reason = Some(FinishReason::Stop);
+                } else if a.n_generated >= a.job.max_tokens || slot.cached.len() + 1 >= ctx_per_seq
+                {
+                    reason = Some(FinishReason::Length);
+                } else {
+                    a.pending = Some(tok);
+                }
+            }
+            if let Some(finish) = reason {
+                if let Some(active) = slot.active.take() {
+                    feed.done(finished(active, finish))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn finished<T>(active: Active<T>, finish: FinishReason) -> DecodeDone<T> {
+    let mut text = active.raw;
+    text.push_str(&{ active.utf8 }.flush());
+    DecodeDone {
+        tag: active.job.tag,
+        n_prompt: active.job.prompt.len(),
+        outcome: JobOutcome::Finished {
+            text,
+            n_generated: active.n_generated,
+            finish,
+        },
+    }
+}
+
+/// Where a stop string starts in `raw`, looking only near the newly added text.
+fn find_stop(raw: &str, stops: &[String], added: usize) -> Option<usize> {
+    let longest = stops.iter().map(String::len).max()?;
+    let mut from = raw.len().saturating_sub(added + longest);
+    while !raw.is_char_boundary(from) {
+        from -= 1;
+    }
+    stops
+        .iter()
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| raw[from..].find(s.as_str()).map(|p| p + from))
+        .min()
+}
+
+/// Puts `job` into slot `s`, reusing the longest cached prefix of any slot.
+fn start<T>(
+    ctx: &mut LlamaContext<'_>,
+    slots: &mut [Slot<T>],
+    s: usize,
+    job: DecodeJob<T>,
+    sampler: LlamaSampler,
+) {
+    let prompt = &job.prompt;
+    let own = common_prefix(&slots[s].cached, prompt);
+    let (best, best_len) = slots
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != s)
+        .map(|(i, o)| (i, common_prefix(&o.cached, prompt)))
+        .max_by_key(|&(i, len)| (len, std::cmp::Reverse(i)))
+        .unwrap_or((s, 0));
+    // At least one prompt token must be decoded to get logits.
+    let cap = prompt.len() - 1;
+    let seq = slots[s].seq;
+    if best_len > own && best_len >= MIN_SHARED_PREFIX {
+        let keep = best_len.min(cap);
+        // Across KV streams llama.cpp copies whole sequences only, so copy all of
+        // the source sequence, then drop what is past the shared prefix.
+        let _ = ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+        let copied = ctx
+            .copy_kv_cache_seq(slots[best].seq, seq, None, None)
+            .is_ok()
+            && ctx
+                .clear_kv_cache_seq(Some(seq as u32), Some(keep as u32), None)
+                .unwrap_or(false);
+        slots[s].cached = if copied {
+            prompt[..keep].to_vec()
+        } else {
+            let _ = ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+            Vec::new()
+        };
+    } else {
+        let keep = own.min(cap);
+        let removed = ctx
+            .clear_kv_cache_seq(Some(seq as u32), Some(keep as u32), None)
+            .unwrap_or(false);
+        if removed {
+            slots[s].cached.truncate(keep);
+        } else {
+            let _ = ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+            slots[s].cached.clear();
+        }
+    }
+    let next_prompt = slots[s].cached.len();
+    slots[s].active = Some(Active {
+        job,
+        sampler,
+        next_prompt,
+        pending: None,
+        logits_idx: None,
+        n_generated: 0,
+        utf8: Utf8Stream::default(),
+        raw: String::new(),
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_stop;
+
+    #[test]
+    fn stop_strings_are_found_near_the_end() {
+        let stops = vec!["\n\n".to_string(), "END".to_string()];
+        assert_eq!(find_stop("hello\n\nworld", &stops, 7), Some(5));
+        assert_eq!(find_stop("hello wor", &stops, 3), None);
+        assert_eq!(find_stop("abcEN", &stops, 1), None);
+        assert_eq!(find_stop("abcEND", &stops, 1), Some(3));
+        assert_eq!(find_stop("x", &[], 1), None);
+    }
+}

@@ -1,0 +1,256 @@
+//! Loading a model the one way every command does: read its header (every shard of a
+//! split model), plan it on the device ([`crate::planner`]), refuse a plan that does not
+//! fit, and load it through the engine with the plan's placement, context and KV type.
+//! `edge run`, `batch`, `bench`, `eval`, `imatrix` and `profile calibrate` all come
+//! through here, so what `edge plan` prints is what they apply.
+
+use std::path::{Path, PathBuf};
+
+use crate::engine::{add_rpc_servers, ContextSpec, EngineError, LoadOptions, Model};
+use crate::gguf_info::{GgufError, GgufFile};
+use crate::hub::names::ModelRef;
+use crate::hub::remote_header::{merge_shards, shard_paths};
+use crate::planner::{plan, CpuPin, KvType, ModelShape, Pins, Plan, PlanRequest, Suggestion};
+use crate::profile::{DeviceProfile, ProfileError};
+use crate::term::human_bytes;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("model file not found: {0}")]
+    NotFound(String),
+    #[error("{path}: {source}")]
+    Header {
+        path: PathBuf,
+        #[source]
+        source: GgufError,
+    },
+    #[error("{path}: {reason}")]
+    Shape { path: PathBuf, reason: String },
+    #[error("{path}: {reason}")]
+    Shards { path: PathBuf, reason: String },
+    #[error("tensor pin '{pin}': {reason}")]
+    BadPin { pin: String, reason: String },
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The model is named, not a file, and the store or the Hub could not give it.
+    #[error("{0:#}")]
+    Hub(anyhow::Error),
+    /// This machine could not be described (no `--profile` given).
+    #[error("describing this machine: {0:#}")]
+    Detect(anyhow::Error),
+    #[error("{label} does not fit on {profile}: {reason}")]
+    DoesNotFit {
+        label: String,
+        profile: String,
+        reason: String,
+        suggestions: Vec<Suggestion>,
+    },
+}
+
+/// Where the user wants the weights: a device profile or explicit memory sizes, KV
+/// type, CPU pins and RPC devices. `None` leaves each choice to the planner.
+#[derive(Debug, Clone, Default)]
+pub struct PlacementRequest {
+    /// A shipped or user profile name; `None` is this machine.
+    pub profile: Option<String>,
+    pub vram: Option<u64>,
+    pub ram: Option<u64>,
+    pub kv_type: Option<KvType>,
+    pub cpu_moe: bool,
+    pub n_cpu_moe: Option<u32>,
+    /// Regexes of tensors to keep on the CPU (llama.cpp's `-ot REGEX=CPU`).
+    pub cpu_patterns: Vec<String>,
+    pub ubatch: Option<u64>,
+    /// ggml RPC servers (`HOST:PORT`) to use as devices.
+    pub rpc: Vec<String>,
+}
+
+impl PlacementRequest {
+    pub fn pins(&self) -> Result<Pins, LoadError> {
+        let cpu = self
+            .cpu_patterns
+            .iter()
+            .map(|p| {
+                CpuPin::new(p).map_err(|e| LoadError::BadPin {
+                    pin: p.clone(),
+                    reason: e.to_string(),
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Pins {
+            cpu_moe: self.cpu_moe,
+            n_cpu_moe: self.n_cpu_moe,
+            cpu,
+        })
+    }
+
+    /// The planner's request for `ctx` tokens per sequence and `parallel` sequences.
+    pub fn plan_request(&self, ctx: Option<u64>, parallel: u64) -> Result<PlanRequest, LoadError> {
+        Ok(PlanRequest {
+            ctx,
+            vram: self.vram,
+            ram: self.ram,
+            kv_type: self.kv_type,
+            flash_attn: None,
+            n_ubatch: self.ubatch,
+            parallel: (parallel > 1).then_some(parallel),
+            pins: self.pins()?,
+        })
+    }
+
+    /// The named profile, else this machine (calibrated if `edge profile calibrate` ran).
+    pub fn device_profile(&self) -> Result<DeviceProfile, LoadError> {
+        match &self.profile {
+            Some(name) => Ok(crate::profile::find_profile(
+                name,
+                crate::profile::user_profile_dir().as_deref(),
+            )?),
+            None => crate::profile::detect::current_profile().map_err(LoadError::Detect),
+        }
+    }
+}
+
+/// A model file and the plan made for it.
+#[derive(Debug, Clone)]
+pub struct PlannedModel {
+    pub path: PathBuf,
+    /// What the user called it.
+    pub label: String,
+    pub shape: ModelShape,
+    pub profile: DeviceProfile,
+    pub plan: Plan,
+}
+
+impl PlannedModel {
+    /// The heading of the plan's report.
+    pub fn title(&self) -> String {
+        plan_title(&self.label, &self.shape, &self.profile)
+    }
+
+    /// The context the plan chose, for `threads` CPU threads.
+    pub fn context(&self, threads: u32) -> ContextSpec {
+        ContextSpec::from_plan(&self.plan, threads)
+    }
+
+    /// Refuses a plan that does not fit, with the planner's reason and suggestions.
+    pub fn check_fits(&self) -> Result<(), LoadError> {
+        if self.plan.fits {
+            return Ok(());
+        }
+        Err(LoadError::DoesNotFit {
+            label: self.label.clone(),
+            profile: self.profile.name.clone(),
+            reason: self
+                .plan
+                .reason
+                .clone()
+                .unwrap_or_else(|| "not enough memory".into()),
+            suggestions: self.plan.suggestions.clone(),
+        })
+    }
+
+    /// Loads the model with the plan's placement, after [`Self::check_fits`].
+    pub fn load(&self, opts: &LoadOptions) -> Result<Model, LoadError> {
+        self.check_fits()?;
+        Ok(Model::load_planned(&self.path, opts, &self.plan)?)
+    }
+}
+
+/// "Plan for LABEL (ARCH, SIZE of weights) on PROFILE (DESCRIPTION)".
+pub fn plan_title(label: &str, shape: &ModelShape, profile: &DeviceProfile) -> String {
+    format!(
+        "Plan for {label} ({}, {} of weights) on {} ({})",
+        shape.architecture,
+        human_bytes(shape.weight_bytes()),
+        profile.name,
+        profile.description
+    )
+}
+
+/// Plans the local model file `path` for `ctx` tokens per sequence (`None`: the
+/// planner's default) and `parallel` sequences. RPC servers in `placement` are
+/// registered first; without an explicit VRAM size the plan may use what they report
+/// free.
+pub fn plan_file(
+    path: &Path,
+    label: &str,
+    placement: &PlacementRequest,
+    ctx: Option<u64>,
+    parallel: u64,
+    verbose: bool,
+) -> Result<PlannedModel, LoadError> {
+    let mut placement = placement.clone();
+    if !placement.rpc.is_empty() {
+        let free = add_rpc_servers(&placement.rpc, verbose)?;
+        placement.vram.get_or_insert(free);
+    }
+    let gguf = open_header(path)?;
+    let shape = ModelShape::from_gguf(&gguf).map_err(|reason| LoadError::Shape {
+        path: path.to_path_buf(),
+        reason,
+    })?;
+    let profile = placement.device_profile()?;
+    let request = placement.plan_request(ctx, parallel)?;
+    let plan = plan(&shape, &profile, &request);
+    Ok(PlannedModel {
+        path: path.to_path_buf(),
+        label: label.to_string(),
+        shape,
+        profile,
+        plan,
+    })
+}
+
+/// The header of MODEL: a local file, an installed name, or (not downloaded) the
+/// remote file's header read with HTTP Range requests. Returns a label and the header.
+pub fn model_header(model: &str) -> Result<(String, GgufFile), LoadError> {
+    match ModelRef::parse(model, |p| p.is_file()).map_err(|e| LoadError::Hub(anyhow::anyhow!(e)))? {
+        ModelRef::Path(path) => {
+            if !path.exists() {
+                return Err(LoadError::NotFound(model.to_string()));
+            }
+            Ok((path.display().to_string(), open_header(&path)?))
+        }
+        r => {
+            if let Some(path) = crate::hub::installed_path(&r).map_err(LoadError::Hub)? {
+                return Ok((model.to_string(), open_header(&path)?));
+            }
+            crate::hub::remote_header::remote_header_for(model).map_err(LoadError::Hub)
+        }
+    }
+}
+
+/// Opens a local GGUF header; for a split model, merges every shard's tensor table (the
+/// same naming and checks as a remote split model).
+pub fn open_header(path: &Path) -> Result<GgufFile, LoadError> {
+    let header = |p: &Path| {
+        GgufFile::open_header(p).map_err(|source| LoadError::Header {
+            path: p.to_path_buf(),
+            source,
+        })
+    };
+    let gguf = header(path)?;
+    let count = gguf.get_u64("split.count").unwrap_or(1);
+    if count <= 1 {
+        return Ok(gguf);
+    }
+    let shards_err = |reason: String| LoadError::Shards {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| shards_err("not a file name".into()))?;
+    let names = shard_paths(name, count).map_err(|e| shards_err(format!("{e:#}")))?;
+    let first_size = gguf.file_size;
+    let mut shards = vec![(gguf, first_size)];
+    for shard in names.iter().skip(1) {
+        let part = header(&path.with_file_name(shard))?;
+        let size = part.file_size;
+        shards.push((part, size));
+    }
+    merge_shards(&names, shards).map_err(shards_err)
+}
