@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
+use edge_quant::layer_of;
 use serde::Serialize;
 
 /// Why a GGUF could not be read.
@@ -599,10 +600,6 @@ pub struct QuantShare {
     pub ggml_type: String,
     pub bytes: u64,
     pub n_tensors: usize,
-}
-
-fn layer_of(name: &str) -> Option<u32> {
-    name.strip_prefix("blk.")?.split('.').next()?.parse().ok()
 }
 
 impl ModelFacts {

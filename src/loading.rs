@@ -10,6 +10,8 @@ use crate::engine::{add_rpc_servers, ContextSpec, EngineError, LoadOptions, Mode
 use crate::gguf_info::{GgufError, GgufFile};
 use crate::hub::names::ModelRef;
 use crate::hub::remote_header::{merge_shards, shard_paths};
+use crate::planner::model::ShapeError;
+use crate::planner::plan::BadPattern;
 use crate::planner::{plan, CpuPin, KvType, ModelShape, Pins, Plan, PlanRequest, Suggestion};
 use crate::profile::{DeviceProfile, ProfileError};
 use crate::term::human_bytes;
@@ -24,12 +26,16 @@ pub enum LoadError {
         #[source]
         source: GgufError,
     },
-    #[error("{path}: {reason}")]
-    Shape { path: PathBuf, reason: String },
+    #[error("{path}: {source}")]
+    Shape {
+        path: PathBuf,
+        #[source]
+        source: ShapeError,
+    },
     #[error("{path}: {reason}")]
     Shards { path: PathBuf, reason: String },
-    #[error("tensor pin '{pin}': {reason}")]
-    BadPin { pin: String, reason: String },
+    #[error(transparent)]
+    BadPin(#[from] BadPattern),
     #[error(transparent)]
     Profile(#[from] ProfileError),
     #[error(transparent)]
@@ -72,12 +78,7 @@ impl PlacementRequest {
         let cpu = self
             .cpu_patterns
             .iter()
-            .map(|p| {
-                CpuPin::new(p).map_err(|e| LoadError::BadPin {
-                    pin: p.clone(),
-                    reason: e.to_string(),
-                })
-            })
+            .map(|p| CpuPin::new(p))
             .collect::<Result<_, _>>()?;
         Ok(Pins {
             cpu_moe: self.cpu_moe,
@@ -187,9 +188,9 @@ pub fn plan_file(
         placement.vram.get_or_insert(free);
     }
     let gguf = open_header(path)?;
-    let shape = ModelShape::from_gguf(&gguf).map_err(|reason| LoadError::Shape {
+    let shape = ModelShape::from_gguf(&gguf).map_err(|source| LoadError::Shape {
         path: path.to_path_buf(),
-        reason,
+        source,
     })?;
     let profile = placement.device_profile()?;
     let request = placement.plan_request(ctx, parallel)?;

@@ -6,110 +6,11 @@
 
 mod common;
 
-use std::net::{TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::net::TcpListener;
 
+use common::rpc::*;
 use common::*;
 use edge::synth::SynthArch;
-use serde_json::Value;
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_rpc_server() -> (Server, String) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = edge()
-        .args(["rpc-server", "--port", &port.to_string(), "--threads", "1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn rpc-server");
-    let server = Server(child);
-    let endpoint = format!("127.0.0.1:{port}");
-    let start = Instant::now();
-    while TcpStream::connect(&endpoint).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "rpc-server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (server, endpoint)
-}
-
-/// A user profile describing the RPC device as a GPU (fast memory, cheap syncs), so the
-/// cost model prefers to offload even these tiny models.
-fn profile_home() -> &'static Path {
-    let home = scratch().join("rpc-home");
-    let dir = home.join("profiles");
-    std::fs::create_dir_all(&dir).unwrap();
-    let shipped = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/rtx4060-8gb.toml"),
-    )
-    .unwrap();
-    let text = shipped
-        .replace("name = \"rtx4060-8gb\"", "name = \"rpc-test-gpu\"")
-        .replace("sync_ms = 0.15", "sync_ms = 0.01")
-        .replace("token_overhead_ms = 0.3", "token_overhead_ms = 0.01");
-    std::fs::write(dir.join("rpc-test-gpu.toml"), text).unwrap();
-    Box::leak(home.into_boxed_path())
-}
-
-fn plan_json(home: &Path, model: &str, vram: u64, extra: &[&str]) -> Value {
-    let vram = vram.to_string();
-    let mut args = vec![
-        "plan",
-        model,
-        "--profile",
-        "rpc-test-gpu",
-        "--vram",
-        &vram,
-        "--ctx",
-        "512",
-        "--kv-type",
-        "f16",
-        "--json",
-    ];
-    args.extend_from_slice(extra);
-    let o = edge().env("EDGE_HOME", home).args(&args).output().unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    serde_json::from_str(&stdout(&o)).unwrap()
-}
-
-fn tensors_in(plan: &Value, tier: &str) -> Vec<(String, u64)> {
-    plan["tensors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|t| t["tier"] == tier)
-        .map(|t| {
-            (
-                t["name"].as_str().unwrap().to_string(),
-                t["bytes"].as_u64().unwrap(),
-            )
-        })
-        .collect()
-}
-
-fn mib_after(log: &str, needle: &str) -> f64 {
-    log.lines()
-        .filter(|l| l.contains(needle))
-        .filter_map(|l| l.split('=').nth(1))
-        .filter_map(|v| v.trim().trim_end_matches("MiB").trim().parse::<f64>().ok())
-        .sum()
-}
 
 #[test]
 fn plan_is_applied_on_an_rpc_device_and_output_matches_cpu() {

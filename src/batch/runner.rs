@@ -26,6 +26,8 @@ pub struct RunnerOptions {
     /// do not depend on scheduling.
     pub seed: u32,
     pub model_name: String,
+    /// What a too-long prompt's error record suggests (the command names its flag).
+    pub longer_context_hint: String,
 }
 
 /// A finished request.
@@ -127,7 +129,7 @@ fn now_secs() -> u64 {
 }
 
 /// The record of a job the scheduler finished.
-fn record(done: DecodeDone<Tag>, model_name: &str) -> Finished {
+fn record(done: DecodeDone<Tag>, opts: &RunnerOptions) -> Finished {
     let tag = done.tag;
     let req = &tag.req;
     match done.outcome {
@@ -144,7 +146,7 @@ fn record(done: DecodeDone<Tag>, model_name: &str) -> Finished {
             Finished {
                 record: success_record(
                     req,
-                    model_name,
+                    &opts.model_name,
                     &content,
                     Some(reasoning.as_str()),
                     finish.as_str(),
@@ -161,8 +163,8 @@ fn record(done: DecodeDone<Tag>, model_name: &str) -> Finished {
             req,
             "context_length_exceeded",
             format!(
-                "line {}: the prompt is {} tokens but each sequence's context holds {} (raise --ctx)",
-                req.line, done.n_prompt, ctx_per_seq
+                "line {}: the prompt is {} tokens but each sequence's context holds {} ({})",
+                req.line, done.n_prompt, ctx_per_seq, opts.longer_context_hint
             ),
         ),
         JobOutcome::BadSampling(e) => failure(req, "invalid_schema", e.to_string()),
@@ -190,7 +192,7 @@ impl BatchFeed<Tag> for Feed<'_> {
     }
 
     fn done(&mut self, done: DecodeDone<Tag>) -> Result<()> {
-        (self.on_done)(record(done, &self.opts.model_name))
+        (self.on_done)(record(done, self.opts))
     }
 }
 

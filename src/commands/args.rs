@@ -74,7 +74,7 @@ impl ThreadArgs {
 }
 
 #[derive(Debug, Args, Clone, Default)]
-#[command(next_help_heading = "Sampling")]
+#[command(next_help_heading = "Sampling (edge batch: for requests that set none)")]
 pub struct SamplingArgs {
     /// Temperature; 0 means greedy and deterministic.
     #[arg(long, value_name = "T", value_parser = non_negative_f32)]
@@ -88,7 +88,9 @@ pub struct SamplingArgs {
     /// Min-p sampling, in [0, 1].
     #[arg(long, value_name = "P", value_parser = unit_f32)]
     pub min_p: Option<f32>,
-    /// Random seed (default: random; with --temp 0 the seed does not matter).
+    /// Random seed (default: random; with --temp 0 the seed does not matter). For
+    /// `edge batch`, the base seed each request's seed derives from with its custom_id
+    /// (default 0), unless the request sets its own.
     #[arg(long, value_name = "N")]
     pub seed: Option<u32>,
 }

@@ -51,8 +51,6 @@ pub struct BatchArgs {
     pub context: ContextArgs,
     #[command(flatten)]
     pub threads: ThreadArgs,
-    /// Sampling for requests that set none; --seed is the base seed each request's
-    /// seed derives from (with its custom_id), default 0.
     #[command(flatten)]
     pub sampling: SamplingArgs,
     #[command(flatten)]
@@ -123,6 +121,7 @@ pub fn run(args: BatchArgs, verbose: bool) -> Result<ExitCode> {
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| model_name.clone()),
+            longer_context_hint: "raise --ctx".into(),
         };
         let bar = crate::term::progress_bar(
             job.todo.len() as u64,

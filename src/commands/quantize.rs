@@ -636,7 +636,7 @@ fn fit_budget(input: &Path, profile: &str) -> Result<u64> {
         crate::profile::find_profile(profile, crate::profile::user_profile_dir().as_deref())?;
     let gguf = crate::loading::open_header(input)?;
     let shape = crate::planner::ModelShape::from_gguf(&gguf)
-        .map_err(anyhow::Error::msg)
+        .map_err(anyhow::Error::new)
         .with_context(|| input.display().to_string())?;
     let budget =
         crate::planner::place::fitting_weight_bytes(&shape, &profile).ok_or_else(|| {

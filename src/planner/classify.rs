@@ -4,6 +4,7 @@
 //! the routed experts of an MoE layer, of which each token reads k of E (density k/E in
 //! every layer, regardless of routing skew), and the token embedding, a row gather.
 
+pub use edge_quant::layer_of;
 use serde::Serialize;
 
 use crate::gguf_info::{GgufFile, TensorInfo};
@@ -86,11 +87,6 @@ pub fn role_of(name: &str) -> TensorRole {
         return TensorRole::DenseFfn;
     }
     TensorRole::Other
-}
-
-/// Layer index of a `blk.N.*` tensor.
-pub fn layer_of(name: &str) -> Option<u32> {
-    name.strip_prefix("blk.")?.split('.').next()?.parse().ok()
 }
 
 /// Routed experts per token and in total, from the GGUF metadata (`{arch}.expert_used_count`,

@@ -54,21 +54,38 @@ pub struct ModelShape {
     pub file_bytes: u64,
 }
 
+/// A GGUF whose metadata cannot describe a model to plan.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShapeError {
+    #[error("no general.architecture in the GGUF")]
+    NoArchitecture,
+    #[error("missing {0} in the GGUF metadata")]
+    Missing(String),
+    #[error("block_count, embedding_length and head_count must be positive")]
+    ZeroSize,
+    #[error("{key} has {entries} entries for {n_layer} layers")]
+    HeadCounts {
+        key: String,
+        entries: usize,
+        n_layer: u32,
+    },
+}
+
 impl ModelShape {
-    pub fn from_gguf(gguf: &GgufFile) -> Result<Self, String> {
+    pub fn from_gguf(gguf: &GgufFile) -> Result<Self, ShapeError> {
         let arch = gguf
             .architecture()
-            .ok_or("no general.architecture in the GGUF")?
+            .ok_or(ShapeError::NoArchitecture)?
             .to_string();
         let need = |suffix: &str| {
             gguf.arch_u64(suffix)
-                .ok_or_else(|| format!("missing {arch}.{suffix} in the GGUF metadata"))
+                .ok_or_else(|| ShapeError::Missing(format!("{arch}.{suffix}")))
         };
         let n_layer = need("block_count")? as u32;
         let n_embd = need("embedding_length")?;
         let n_head = need("attention.head_count")?;
         if n_layer == 0 || n_embd == 0 || n_head == 0 {
-            return Err("block_count, embedding_length and head_count must be positive".into());
+            return Err(ShapeError::ZeroSize);
         }
         let key_kv = format!("{arch}.attention.head_count_kv");
         let n_head_kv: Vec<u64> = match gguf.get(&key_kv) {
@@ -80,10 +97,11 @@ impl ModelShape {
             None => vec![n_head; n_layer as usize],
         };
         if n_head_kv.len() != n_layer as usize {
-            return Err(format!(
-                "{key_kv} has {} entries for {n_layer} layers",
-                n_head_kv.len()
-            ));
+            return Err(ShapeError::HeadCounts {
+                key: key_kv,
+                entries: n_head_kv.len(),
+                n_layer,
+            });
         }
         let head_dim_k = gguf
             .arch_u64("attention.key_length")

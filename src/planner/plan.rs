@@ -52,14 +52,24 @@ impl CpuPin {
         self.regex.is_match(name)
     }
 
-    pub fn new(pattern: &str) -> Result<Self, String> {
-        let regex =
-            Regex::new(pattern).map_err(|e| format!("bad tensor pattern '{pattern}': {e}"))?;
+    pub fn new(pattern: &str) -> Result<Self, BadPattern> {
+        let regex = Regex::new(pattern).map_err(|e| BadPattern {
+            pattern: pattern.to_string(),
+            reason: e.to_string(),
+        })?;
         Ok(CpuPin {
             pattern: pattern.to_string(),
             regex,
         })
     }
+}
+
+/// A `--override-tensor`-style pattern that is not a regex.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad tensor pattern '{pattern}': {reason}")]
+pub struct BadPattern {
+    pub pattern: String,
+    pub reason: String,
 }
 
 /// User pins the plan must honour.

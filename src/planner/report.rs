@@ -53,8 +53,13 @@ pub fn render(plan: &Plan, title: &str, word: &dyn Fn(&Suggestion) -> String) ->
     let _ = writeln!(out, "{title}");
     let _ = writeln!(
         out,
-        "  context {} tokens, KV cache {} ({}), flash attention {}, ubatch {}{}",
+        "  context {} tokens{}, KV cache {} ({}), flash attention {}, ubatch {}{}",
         plan.ctx,
+        if plan.parallel > 1 {
+            format!(" x {} sequences", plan.parallel)
+        } else {
+            String::new()
+        },
         plan.kv_type.name(),
         human_bytes(plan.kv.bytes),
         if plan.flash_attn { "on" } else { "off" },

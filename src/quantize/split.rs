@@ -93,7 +93,7 @@ pub fn plan_from(
         let meta = align(h.first, a);
         if m < meta {
             bail!(
-                "--split-max-size {m} is smaller than the model's metadata ({meta} bytes), which the first shard holds"
+                "a shard size limit of {m} bytes is smaller than the model's metadata ({meta} bytes), which the first shard holds"
             );
         }
     }

@@ -34,6 +34,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use anyhow::{bail, ensure, Context, Result};
+use edge_quant::layer_of;
 use ggus::GGmlType;
 
 use super::vocab::{self, TOKEN_UNUSED};
@@ -200,11 +201,6 @@ pub struct QuantModel {
     pub n_expert: u32,
     /// No `output.weight`: `token_embd` is then quantized as the output.
     pub tied_embeddings: bool,
-}
-
-/// The block index of `blk.N.…`.
-pub fn layer_of(name: &str) -> Option<u32> {
-    name.strip_prefix("blk.")?.split('.').next()?.parse().ok()
 }
 
 /// llama.cpp's `use_more_bits`: the first and last eighth of the layers, and every third

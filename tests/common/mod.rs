@@ -2,6 +2,8 @@
 //! synthetic models written once per test process.
 #![allow(dead_code)]
 
+pub mod rpc;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
