@@ -1,8 +1,12 @@
 //! edge: run GGUF-quantized LLMs on laptops and small devices.
 //!
-//! The binary (`src/main.rs`) only parses arguments and dispatches to `commands`.
-//! Pure logic (GGUF inspection, chat templates, thinking parsing, model resolution)
-//! is kept apart from llama.cpp (`engine`) so it can be unit-tested without a model.
+//! The binary (`src/main.rs`) only parses arguments (`cli`) and dispatches to `commands`,
+//! each a thin layer over one library call. Only `engine` talks to llama.cpp; every
+//! command that loads a model goes through `loading`, which plans it (`planner`, on a
+//! `profile`) and loads it with the plan applied. Pure logic (GGUF inspection, chat
+//! templates, thinking parsing, planning, batch formats, model names) is kept apart from
+//! llama.cpp so it can be unit-tested without a model. Modules import each other without
+//! circles (`scripts/check-module-cycles.py`).
 
 pub mod batch;
 pub mod calibrate;

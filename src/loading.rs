@@ -255,3 +255,109 @@ pub fn open_header(path: &Path) -> Result<GgufFile, LoadError> {
     }
     merge_shards(&names, shards).map_err(shards_err)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(name: &str) -> PlacementRequest {
+        PlacementRequest {
+            profile: Some(name.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn one_sequence_is_the_planners_default_and_pins_are_checked() {
+        let r = PlacementRequest {
+            cpu_moe: true,
+            cpu_patterns: vec!["attn_q".into()],
+            ubatch: Some(256),
+            ..Default::default()
+        };
+        let req = r.plan_request(Some(1024), 1).unwrap();
+        assert_eq!(req.parallel, None);
+        assert_eq!((req.ctx, req.n_ubatch), (Some(1024), Some(256)));
+        assert!(req.pins.cpu_moe && req.pins.cpu.len() == 1);
+        assert_eq!(r.plan_request(None, 4).unwrap().parallel, Some(4));
+        let bad = PlacementRequest {
+            cpu_patterns: vec!["(unclosed".into()],
+            ..Default::default()
+        };
+        match bad.plan_request(None, 1) {
+            Err(LoadError::BadPin(e)) => assert_eq!(e.pattern, "(unclosed"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_plan_that_does_not_fit_is_refused_with_its_suggestions() {
+        let data = std::env::var_os("EDGE_TEST_DATA")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-data"));
+        let path = data.join("smollm2-135m-instruct-q4_1.gguf");
+        assert!(
+            path.exists(),
+            "{} is missing: run scripts/fetch-test-data.sh first",
+            path.display()
+        );
+        let label = "smollm2";
+        // 16 sequences of 32k tokens cannot fit a laptop's 5.5 GiB free, even in q8_0.
+        let many = plan_file(
+            &path,
+            label,
+            &profile("cpu-laptop-8gb"),
+            Some(32768),
+            16,
+            false,
+        )
+        .unwrap();
+        assert_eq!(many.plan.parallel, 16);
+        assert_eq!(many.plan.llama.n_ctx, 16 * 32768);
+        match many.check_fits() {
+            Err(LoadError::DoesNotFit {
+                label: l,
+                profile,
+                suggestions,
+                ..
+            }) => {
+                assert_eq!((l.as_str(), profile.as_str()), (label, "cpu-laptop-8gb"));
+                assert!(
+                    suggestions
+                        .iter()
+                        .any(|s| matches!(s, Suggestion::FewerSequences { parallel, current: 16 } if *parallel < 16)),
+                    "{suggestions:?}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // One sequence fits; its context spec is the plan's.
+        let one = plan_file(
+            &path,
+            label,
+            &profile("cpu-laptop-8gb"),
+            Some(4096),
+            1,
+            false,
+        )
+        .unwrap();
+        one.check_fits().unwrap();
+        let spec = one.context(3);
+        assert_eq!((spec.n_ctx, spec.n_seq, spec.threads), (4096, 1, 3));
+        assert_eq!(spec.n_ubatch as u64, one.plan.n_ubatch);
+        assert_eq!(spec.type_k, Some(one.plan.llama.type_k));
+    }
+
+    #[test]
+    fn missing_and_broken_headers_are_typed_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.gguf");
+        std::fs::write(&junk, b"not a gguf at all").unwrap();
+        assert!(matches!(open_header(&junk), Err(LoadError::Header { .. })));
+        let missing = dir.path().join("missing.gguf");
+        assert!(matches!(
+            model_header(missing.to_str().unwrap()),
+            Err(LoadError::NotFound(_)) | Err(LoadError::Hub(_))
+        ));
+    }
+}

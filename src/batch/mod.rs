@@ -1,5 +1,6 @@
 //! Offline batch jobs: the JSONL formats, resume bookkeeping, sharding and merging.
-//! Pure logic; the llama.cpp side is in [`runner`].
+//! Pure logic; a run over an input file is [`job`], and [`runner`] hands its requests
+//! to the engine's continuous-batching scheduler.
 //!
 //! Input lines follow OpenAI's batch format (as vLLM's `run-batch` accepts it):
 //! `{"custom_id", "method": "POST", "url": "/v1/chat/completions", "body": {...}}`, plus

@@ -306,6 +306,12 @@ pub fn calibrate(args: &CalibrateOptions, verbose: bool, stop: &AtomicBool) -> R
         check()?;
         progress(&format!("load: {label}"));
         let planned = plan_file(path, label, &cpu_only, Some(plan_ctx), 1, verbose)?;
+        if verbose {
+            eprint!(
+                "{}",
+                crate::planner::report::render(&planned.plan, &planned.title(), &|s| s.to_string())
+            );
+        }
         let model = planned.load(&LoadOptions {
             verbose,
             progress: false,

@@ -169,22 +169,6 @@ fn unit_f32(s: &str) -> Result<f32, String> {
 /// A planner suggestion in the words and flags a user types.
 pub fn suggestion_hint(s: &Suggestion) -> String {
     match s {
-        Suggestion::SmallerQuant {
-            bits_per_weight,
-            quant,
-            budget_bytes,
-        } => format!(
-            "a smaller quant of about {bits_per_weight:.1} bits per weight ({quant}) fits in {}",
-            human_bytes(*budget_bytes)
-        ),
-        Suggestion::FarTooLarge {
-            weight_bytes,
-            budget_bytes,
-        } => format!(
-            "the weights ({}) are far larger than this device's memory ({}); even a 2-bit quant will not fit",
-            human_bytes(*weight_bytes),
-            human_bytes(*budget_bytes)
-        ),
         Suggestion::ShorterContext {
             ctx,
             current_ctx,
@@ -201,6 +185,8 @@ pub fn suggestion_hint(s: &Suggestion) -> String {
         Suggestion::LargerDevice { profile } => {
             format!("a device with more memory, e.g. --profile {profile}")
         }
+        // No flag to name: the planner's own words.
+        Suggestion::SmallerQuant { .. } | Suggestion::FarTooLarge { .. } => s.to_string(),
     }
 }
 
@@ -263,4 +249,79 @@ pub fn plan_and_load(
     }
     let model = planned.load(opts).map_err(|e| with_hints(e.into()))?;
     Ok((planned, model))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn override_tensor_must_pin_to_the_cpu() {
+        let args = |o: &str| PlacementArgs {
+            override_tensor: vec![o.to_string()],
+            ..Default::default()
+        };
+        let r = args("ffn_.*_exps=CPU").request().unwrap();
+        assert_eq!(r.cpu_patterns, vec!["ffn_.*_exps".to_string()]);
+        assert!(args("ffn_.*_exps=CUDA0").request().is_err());
+        assert!(args("no-device").request().is_err());
+    }
+
+    #[test]
+    fn suggestions_name_the_flags_users_type() {
+        let cases = [
+            (
+                Suggestion::ShorterContext {
+                    ctx: 1024,
+                    current_ctx: 4096,
+                    kv_bytes: 720 << 20,
+                },
+                "--ctx 1024",
+            ),
+            (Suggestion::QuantizedKv, "--kv-type q8_0"),
+            (
+                Suggestion::FewerSequences {
+                    parallel: 2,
+                    current: 8,
+                },
+                "--parallel 2",
+            ),
+            (
+                Suggestion::LargerDevice {
+                    profile: "rtx4090-24gb".into(),
+                },
+                "--profile rtx4090-24gb",
+            ),
+        ];
+        for (s, flag) in cases {
+            assert!(suggestion_hint(&s).contains(flag), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn library_errors_get_their_flag_hint() {
+        let e = with_hints(
+            EngineError::PromptTooLong {
+                prompt: 300,
+                n_ctx: 64,
+                n_ctx_train: 8192,
+            }
+            .into(),
+        );
+        assert!(format!("{e:#}").contains("--ctx"), "{e:#}");
+        let e = with_hints(
+            LoadError::DoesNotFit {
+                label: "m.gguf".into(),
+                profile: "tiny".into(),
+                reason: "RAM".into(),
+                suggestions: vec![Suggestion::QuantizedKv],
+            }
+            .into(),
+        );
+        let text = format!("{e:#}");
+        assert!(
+            text.contains("edge plan m.gguf") && text.contains("--kv-type q8_0"),
+            "{text}"
+        );
+    }
 }

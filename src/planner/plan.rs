@@ -267,3 +267,47 @@ pub enum Suggestion {
     /// A shipped device profile on which the same request fits.
     LargerDevice { profile: String },
 }
+
+/// Plain words, without command-line flags (the commands name those).
+impl std::fmt::Display for Suggestion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::term::human_bytes;
+        match self {
+            Suggestion::SmallerQuant {
+                bits_per_weight,
+                quant,
+                budget_bytes,
+            } => write!(
+                f,
+                "a smaller quant of about {bits_per_weight:.1} bits per weight ({quant}) fits in {}",
+                human_bytes(*budget_bytes)
+            ),
+            Suggestion::FarTooLarge {
+                weight_bytes,
+                budget_bytes,
+            } => write!(
+                f,
+                "the weights ({}) are far larger than this device's memory ({}); even a 2-bit quant will not fit",
+                human_bytes(*weight_bytes),
+                human_bytes(*budget_bytes)
+            ),
+            Suggestion::ShorterContext {
+                ctx,
+                current_ctx,
+                kv_bytes,
+            } => write!(
+                f,
+                "a shorter context of {ctx} tokens (the KV cache at {current_ctx} is {})",
+                human_bytes(*kv_bytes)
+            ),
+            Suggestion::QuantizedKv => write!(f, "a q8_0 KV cache"),
+            Suggestion::FewerSequences { parallel, current } => {
+                write!(f, "{parallel} sequences at once instead of {current}")
+            }
+            Suggestion::FewerPins => write!(f, "fewer tensors pinned to the CPU"),
+            Suggestion::LargerDevice { profile } => {
+                write!(f, "a device with more memory, e.g. the profile {profile}")
+            }
+        }
+    }
+}

@@ -1,5 +1,6 @@
-//! The llama.cpp-facing side of quantization: plans (through llama.cpp's own dry run),
-//! the quantize-to-fit measurements, atomic output with progress, and imatrix files.
+//! Quantization through the engine's llama.cpp calls: plans (llama.cpp's own dry run),
+//! the quantize-to-fit measurements, atomic output with progress, imatrix files and
+//! evaluation (perplexity, KL divergence).
 //! The decisions themselves (types, recipes, the budget fitter) live in `edge-quant`.
 
 pub mod eval;
