@@ -4,17 +4,17 @@
 //! `llama-quantize --imatrix` reads it too. `--resume` continues an interrupted run;
 //! `--merge` adds other imatrix files.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::args::{plan_report, with_hints, PlacementArgs, ThreadArgs};
-use crate::engine::{imatrix_collect, ContextSpec, ImatrixAcc, Placement};
+use crate::engine::{ContextSpec, Placement};
 use crate::gguf_info::{check_loadable, GgufFile};
 use crate::loading::plan_file;
-use crate::quantize::imatrix_file::{Imatrix, ImatrixEntry};
+use crate::quantize::imatrix_file::Imatrix;
+use crate::quantize::imatrix_run::{collect, save_atomic, ImatrixJob};
 
 #[derive(Debug, clap::Args)]
 pub struct ImatrixArgs {
@@ -45,35 +45,6 @@ pub struct ImatrixArgs {
     pub threads: ThreadArgs,
     #[command(flatten)]
     pub placement: PlacementArgs,
-}
-
-/// Writes `im` to a temporary file and renames it over `out`.
-fn save_atomic(im: &Imatrix, out: &Path) -> Result<()> {
-    let tmp = crate::quantize::temp_path(out);
-    if let Err(e) = im.save(&tmp) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("cannot write {}", out.display()));
-    }
-    std::fs::rename(&tmp, out).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        anyhow!("cannot write {}: {e}", out.display())
-    })
-}
-
-fn to_imatrix(acc: &ImatrixAcc, base: &Imatrix) -> Result<Imatrix> {
-    let mut im = base.clone();
-    let mut fresh = Imatrix::default();
-    for (name, (sums, counts)) in &acc.entries {
-        fresh.entries.insert(
-            name.clone(),
-            ImatrixEntry {
-                sums: sums.clone(),
-                counts: counts.clone(),
-            },
-        );
-    }
-    im.merge(&fresh)?;
-    Ok(im)
 }
 
 pub fn run(args: ImatrixArgs, verbose: bool) -> Result<ExitCode> {
@@ -162,60 +133,36 @@ pub fn run(args: ImatrixArgs, verbose: bool) -> Result<ExitCode> {
     }
     base.chunk_size = args.ctx;
     let bar = crate::term::progress_bar(1, "imatrix [{bar:30}] chunk {pos}/{len} ({eta})", false);
-    let started = Instant::now();
-    let mut acc = ImatrixAcc::default();
-    // Collect in slices of --save-every chunks, saving after each, so --resume works.
-    let mut done_total = 0usize;
-    let limit = args.chunks.map(|c| c as usize);
-    let mut total_chunks = 0;
-    loop {
-        let remaining = limit.map(|l| l - done_total);
-        if remaining == Some(0) {
-            break;
-        }
-        let step = remaining.map_or(args.save_every as usize, |r| {
-            r.min(args.save_every as usize)
-        });
-        let b2 = bar.clone();
-        let (done, total) = imatrix_collect(
-            model,
-            &placement,
-            &spec,
-            &text,
-            skip + done_total,
-            Some(step),
-            &mut acc,
-            &mut |d, t| {
-                b2.set_length(t as u64);
-                b2.set_position(d as u64);
-            },
-        )
-        .map_err(|e| with_hints(anyhow::Error::new(e).context(model.display().to_string())))?;
-        total_chunks = total;
-        done_total += done;
-        let mut im = to_imatrix(&acc, &base)?;
-        im.chunk_count = base.chunk_count + done_total as u32;
-        save_atomic(&im, out)?;
-        if done == 0 || skip + done_total >= total {
-            break;
-        }
-    }
+    let job = ImatrixJob {
+        model,
+        placement: &placement,
+        context: &spec,
+        text: &text,
+        output: out,
+        skip,
+        limit: args.chunks.map(|c| c as usize),
+        save_every: args.save_every as usize,
+    };
+    let summary = collect(&job, &base, &mut |d, t| {
+        bar.set_length(t as u64);
+        bar.set_position(d as u64);
+    })
+    .map_err(with_hints)?;
     bar.finish_and_clear();
-    if done_total == 0 && skip >= total_chunks {
+    if summary.chunks_done == 0 && skip >= summary.chunks_total {
         bail!(
             "--resume: {} already covers all {} chunks of the text",
             out.display(),
-            total_chunks
+            summary.chunks_total
         );
     }
-    let experts = acc.entries.values().filter(|(_, c)| c.len() > 1).count();
     eprintln!(
         "imatrix: {} chunks of {} tokens, {} tensors ({} with per-expert counts) in {:.1}s -> {}",
-        done_total,
+        summary.chunks_done,
         args.ctx,
-        acc.entries.len(),
-        experts,
-        started.elapsed().as_secs_f64(),
+        summary.tensors,
+        summary.expert_tensors,
+        summary.secs,
         out.display()
     );
     Ok(ExitCode::SUCCESS)

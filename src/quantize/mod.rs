@@ -7,6 +7,7 @@ pub mod eval;
 pub mod fitplan;
 pub mod gguf_io;
 pub mod imatrix_file;
+pub mod imatrix_run;
 mod partial;
 mod source;
 pub mod split;
