@@ -101,6 +101,17 @@ impl PlacementRequest {
         })
     }
 
+    /// Registers the RPC servers as devices; without an explicit VRAM size the plan may
+    /// then use what they report free.
+    pub fn with_rpc_devices(&self, verbose: bool) -> Result<PlacementRequest, LoadError> {
+        let mut placement = self.clone();
+        if !placement.rpc.is_empty() {
+            let free = add_rpc_servers(&placement.rpc, verbose)?;
+            placement.vram.get_or_insert(free);
+        }
+        Ok(placement)
+    }
+
     /// The named profile, else this machine (calibrated if `edge profile calibrate` ran).
     pub fn device_profile(&self) -> Result<DeviceProfile, LoadError> {
         match &self.profile {
@@ -182,11 +193,7 @@ pub fn plan_file(
     parallel: u64,
     verbose: bool,
 ) -> Result<PlannedModel, LoadError> {
-    let mut placement = placement.clone();
-    if !placement.rpc.is_empty() {
-        let free = add_rpc_servers(&placement.rpc, verbose)?;
-        placement.vram.get_or_insert(free);
-    }
+    let placement = placement.with_rpc_devices(verbose)?;
     let gguf = open_header(path)?;
     let shape = ModelShape::from_gguf(&gguf).map_err(|source| LoadError::Shape {
         path: path.to_path_buf(),

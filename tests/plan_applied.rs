@@ -58,6 +58,20 @@ fn answers(path: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Runs edge with `args` planned on the RPC device (`endpoint`, `vram` of it) or on the
+/// CPU alone; it must succeed.
+fn run_on(home: &Path, args: &[&str], endpoint: Option<&str>, vram: u64) -> std::process::Output {
+    let placement = rpc_placement(endpoint, vram);
+    let o = edge()
+        .env("EDGE_HOME", home)
+        .args(args)
+        .args(&placement)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{args:?} {placement:?}: {}", stderr(&o));
+    o
+}
+
 #[test]
 fn batch_bench_and_eval_apply_the_plan_on_an_rpc_device() {
     let (_server, endpoint) = start_rpc_server();
@@ -72,7 +86,6 @@ fn batch_bench_and_eval_apply_the_plan_on_an_rpc_device() {
     assert_eq!(plan["parallel"], 2, "{plan}");
     let input = batch_input(dir.path());
     let batch = |rpc: bool, out: &Path| {
-        let vram_s = vram.to_string();
         let mut args = vec![
             "batch",
             "-v",
@@ -82,17 +95,9 @@ fn batch_bench_and_eval_apply_the_plan_on_an_rpc_device() {
             "-o",
             out.to_str().unwrap(),
             "--quiet",
-            "--profile",
-            "rpc-test-gpu",
         ];
         args.extend_from_slice(&plan_args);
-        if rpc {
-            args.extend_from_slice(&["--rpc", &endpoint, "--vram", &vram_s]);
-        } else {
-            args.extend_from_slice(&["--vram", "0"]);
-        }
-        let o = edge().env("EDGE_HOME", home).args(&args).output().unwrap();
-        assert!(o.status.success(), "batch rpc={rpc}: {}", stderr(&o));
+        let o = run_on(home, &args, rpc.then_some(endpoint.as_str()), vram);
         stderr(&o)
     };
     let (rpc_out, cpu_out) = (dir.path().join("rpc.jsonl"), dir.path().join("cpu.jsonl"));
@@ -114,32 +119,21 @@ fn batch_bench_and_eval_apply_the_plan_on_an_rpc_device() {
 
     // edge bench: the plan covers the larger test's context (-p 32).
     let (vram, plan) = tight_plan(home, m, &["--ctx", "32", "--kv-type", "f16"]);
-    let vram_s = vram.to_string();
-    let o = edge()
-        .env("EDGE_HOME", home)
-        .args([
-            "bench",
-            "-v",
-            m,
-            "-p",
-            "32",
-            "-n",
-            "8",
-            "-r",
-            "1",
-            "--json",
-            "--profile",
-            "rpc-test-gpu",
-            "--kv-type",
-            "f16",
-            "--rpc",
-            &endpoint,
-            "--vram",
-            &vram_s,
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "bench: {}", stderr(&o));
+    let bench = [
+        "bench",
+        "-v",
+        m,
+        "-p",
+        "32",
+        "-n",
+        "8",
+        "-r",
+        "1",
+        "--json",
+        "--kv-type",
+        "f16",
+    ];
+    let o = run_on(home, &bench, Some(&endpoint), vram);
     assert_log_applies_plan("bench", &stderr(&o), &plan);
     let records: Value = serde_json::from_str(&stdout(&o)).unwrap();
     for r in records.as_array().unwrap() {
@@ -149,33 +143,22 @@ fn batch_bench_and_eval_apply_the_plan_on_an_rpc_device() {
 
     // edge eval: planned for one chunk of --ctx tokens.
     let (vram, plan) = tight_plan(home, m, &["--ctx", "64", "--kv-type", "f16"]);
-    let vram_s = vram.to_string();
     let text = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
-    let o = edge()
-        .env("EDGE_HOME", home)
-        .args([
-            "eval",
-            "-v",
-            m,
-            "--text",
-            text.to_str().unwrap(),
-            "--ctx",
-            "64",
-            "--chunks",
-            "2",
-            "--json",
-            "--profile",
-            "rpc-test-gpu",
-            "--kv-type",
-            "f16",
-            "--rpc",
-            &endpoint,
-            "--vram",
-            &vram_s,
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "eval: {}", stderr(&o));
+    let eval = [
+        "eval",
+        "-v",
+        m,
+        "--text",
+        text.to_str().unwrap(),
+        "--ctx",
+        "64",
+        "--chunks",
+        "2",
+        "--json",
+        "--kv-type",
+        "f16",
+    ];
+    let o = run_on(home, &eval, Some(&endpoint), vram);
     assert_log_applies_plan("eval", &stderr(&o), &plan);
     let r: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert!(r["ppl"].as_f64().unwrap().is_finite());

@@ -225,8 +225,30 @@ pub fn with_hints(err: anyhow::Error) -> anyhow::Error {
     }
 }
 
-/// Plans `path` for `ctx` tokens per sequence and `parallel` sequences, prints the plan
-/// with `-v`, refuses one that does not fit, and loads the model with it applied.
+/// Plans `path` for `ctx` tokens per sequence and `parallel` sequences (RPC devices
+/// registered first); library errors get their flag hints.
+pub fn plan_for(
+    path: &Path,
+    label: &str,
+    placement: &PlacementArgs,
+    ctx: Option<u64>,
+    parallel: u64,
+    verbose: bool,
+) -> Result<PlannedModel> {
+    plan_file(path, label, &placement.request()?, ctx, parallel, verbose)
+        .map_err(|e| with_hints(e.into()))
+}
+
+/// Prints the plan with `-v`, refuses one that does not fit, and loads the model with
+/// it applied.
+pub fn load_planned(planned: &PlannedModel, opts: &LoadOptions) -> Result<Model> {
+    if opts.verbose {
+        eprint!("{}", plan_report(planned));
+    }
+    planned.load(opts).map_err(|e| with_hints(e.into()))
+}
+
+/// [`plan_for`], then [`load_planned`].
 pub fn plan_and_load(
     path: &Path,
     label: &str,
@@ -235,19 +257,8 @@ pub fn plan_and_load(
     parallel: u64,
     opts: &LoadOptions,
 ) -> Result<(PlannedModel, Model)> {
-    let planned = plan_file(
-        path,
-        label,
-        &placement.request()?,
-        ctx,
-        parallel,
-        opts.verbose,
-    )
-    .map_err(|e| with_hints(e.into()))?;
-    if opts.verbose {
-        eprint!("{}", plan_report(&planned));
-    }
-    let model = planned.load(opts).map_err(|e| with_hints(e.into()))?;
+    let planned = plan_for(path, label, placement, ctx, parallel, opts.verbose)?;
+    let model = load_planned(&planned, opts)?;
     Ok((planned, model))
 }
 

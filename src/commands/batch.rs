@@ -107,8 +107,9 @@ pub fn run(args: BatchArgs, verbose: bool) -> Result<ExitCode> {
             },
         )?;
         let mut spec = planned.context(args.threads.get());
-        // Prompt chunks of 512 tokens interleave with the slots' decode steps.
-        spec.n_batch = 512.max(args.parallel);
+        // Prompt chunks of 512 tokens interleave with the slots' decode steps (the
+        // scheduler raises it to one token per slot where that is more).
+        spec.n_batch = 512;
         let opts = RunnerOptions {
             default_max_tokens: args.max_tokens,
             default_sampling: SamplingArgs {

@@ -8,7 +8,7 @@ use anyhow::Result;
 use clap::Args;
 use serde_json::json;
 
-use super::args::{plan_and_load, PlacementArgs, ThreadArgs};
+use super::args::{load_planned, plan_for, PlacementArgs, ThreadArgs};
 use crate::engine::{run_test, LoadOptions, TestParams};
 use crate::resolve::resolve_model;
 
@@ -74,32 +74,18 @@ pub fn run(args: BenchArgs, verbose: bool) -> Result<ExitCode> {
     let path = resolve_model(&args.model)?;
     // The plan covers the largest test's context, as llama-bench sizes its contexts.
     let ctx = u64::from(args.n_prompt.max(args.n_gen).max(16));
-    let (mut planned, mut model) = plan_and_load(
-        &path,
-        &args.model,
-        &args.placement,
-        Some(ctx),
-        1,
+    let mut planned = plan_for(&path, &args.model, &args.placement, Some(ctx), 1, verbose)?;
+    if let Some(ngl) = args.n_gpu_layers {
+        // llama-bench's -ngl replaces the plan's layer split (pins still apply).
+        planned.plan.llama.n_gpu_layers = ngl;
+    }
+    let model = load_planned(
+        &planned,
         &LoadOptions {
             verbose,
             progress: false,
         },
     )?;
-    if let Some(ngl) = args.n_gpu_layers {
-        // llama-bench's -ngl replaces the plan's layer split (pins still apply).
-        if ngl != planned.plan.llama.n_gpu_layers {
-            planned.plan.llama.n_gpu_layers = ngl;
-            drop(model);
-            model = crate::engine::Model::load_planned(
-                &path,
-                &LoadOptions {
-                    verbose,
-                    progress: false,
-                },
-                &planned.plan,
-            )?;
-        }
-    }
     let threads = args.threads.get();
     let mut context = planned.context(threads);
     context.n_batch = args.batch_size;

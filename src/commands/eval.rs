@@ -64,11 +64,7 @@ pub fn run(args: EvalArgs, verbose: bool) -> Result<ExitCode> {
             1,
             &opts,
         )?;
-        let spec = ContextSpec {
-            n_ctx: args.ctx,
-            ..planned.context(threads)
-        };
-        Ok((model, spec))
+        Ok((model, planned.context(threads)))
     };
     let opts = EvalOptions {
         n_ctx: args.ctx,

@@ -9,10 +9,9 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use super::args::{plan_report, with_hints, PlacementArgs, ThreadArgs};
-use crate::engine::{ContextSpec, Placement};
+use super::args::{plan_for, plan_report, with_hints, PlacementArgs, ThreadArgs};
+use crate::engine::Placement;
 use crate::gguf_info::{check_loadable, GgufFile};
-use crate::loading::plan_file;
 use crate::quantize::imatrix_file::Imatrix;
 use crate::quantize::imatrix_run::{collect, save_atomic, ImatrixJob};
 
@@ -103,24 +102,21 @@ pub fn run(args: ImatrixArgs, verbose: bool) -> Result<ExitCode> {
         }
     }
     // Planned for one chunk of context; the plan's placement and KV type are applied.
-    let planned = plan_file(
+    // Planned for one chunk of context; the plan's placement and KV type are applied.
+    let planned = plan_for(
         model,
         &model.display().to_string(),
-        &args.placement.request()?,
+        &args.placement,
         Some(u64::from(args.ctx)),
         1,
         verbose,
-    )
-    .map_err(|e| with_hints(e.into()))?;
+    )?;
     if verbose {
         eprint!("{}", plan_report(&planned));
     }
     planned.check_fits().map_err(|e| with_hints(e.into()))?;
     let placement = Placement::from_plan(&planned.plan);
-    let spec = ContextSpec {
-        n_ctx: args.ctx,
-        ..planned.context(args.threads.get())
-    };
+    let spec = planned.context(args.threads.get());
 
     let skip = if args.resume {
         base.chunk_count as usize

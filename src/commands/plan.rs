@@ -29,10 +29,14 @@ pub struct PlanArgs {
     pub placement: PlacementArgs,
 }
 
-pub fn run(args: PlanArgs) -> Result<ExitCode> {
+pub fn run(args: PlanArgs, verbose: bool) -> Result<ExitCode> {
     let (label, gguf) = model_header(&args.model).map_err(|e| with_hints(e.into()))?;
     let shape = ModelShape::from_gguf(&gguf).map_err(|e| anyhow::anyhow!("{label}: {e}"))?;
-    let placement = args.placement.request()?;
+    let placement = args
+        .placement
+        .request()?
+        .with_rpc_devices(verbose)
+        .map_err(|e| with_hints(e.into()))?;
     let profile = placement.device_profile()?;
     let request = placement.plan_request(args.context.ctx.map(u64::from), args.parallel)?;
     let p = plan(&shape, &profile, &request);

@@ -8,12 +8,12 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use super::args::{
-    plan_and_load, plan_report, with_hints, ContextArgs, PlacementArgs, SamplingArgs, ThreadArgs,
+    plan_and_load, plan_for, plan_report, with_hints, ContextArgs, PlacementArgs, SamplingArgs,
+    ThreadArgs,
 };
 use crate::chat::{ChatSession, ChatSettings};
 use crate::chat_template::ThinkingMode;
 use crate::engine::{GenOutput, LoadOptions, Model, StopReason};
-use crate::loading::plan_file;
 use crate::resolve::resolve_model;
 use crate::term::{dim, stderr_color};
 use crate::thinking::Segment;
@@ -84,8 +84,7 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<ExitCode> {
     let label = path.display().to_string();
     let ctx = args.context.ctx.map(u64::from);
     if args.plan_only {
-        let planned = plan_file(&path, &label, &args.placement.request()?, ctx, 1, verbose)
-            .map_err(|e| with_hints(e.into()))?;
+        let planned = plan_for(&path, &label, &args.placement, ctx, 1, verbose)?;
         print!("{}", plan_report(&planned));
         return Ok(if planned.plan.fits {
             ExitCode::SUCCESS

@@ -113,8 +113,8 @@ impl ContextSpec {
             n_ubatch,
             n_seq: self.n_seq,
             threads: self.threads as i32,
-            type_k: self.type_k.map(ffi::kv_ggml_type),
-            type_v: self.type_v.map(ffi::kv_ggml_type),
+            type_k: self.type_k.map(|t| kv_cache_type(t).into()),
+            type_v: self.type_v.map(|t| kv_cache_type(t).into()),
             flash_attn: self.flash_attn,
         }
     }

@@ -537,15 +537,6 @@ pub fn flash_attn_policy(on: bool) -> llama_cpp_sys_2::llama_flash_attn_type {
     }
 }
 
-/// The ggml type of a KV-cache type.
-pub fn kv_ggml_type(t: crate::planner::KvType) -> llama_cpp_sys_2::ggml_type {
-    match t {
-        crate::planner::KvType::F16 => llama_cpp_sys_2::GGML_TYPE_F16,
-        crate::planner::KvType::Q8_0 => llama_cpp_sys_2::GGML_TYPE_Q8_0,
-        crate::planner::KvType::Q4_0 => llama_cpp_sys_2::GGML_TYPE_Q4_0,
-    }
-}
-
 /// Runs the model at `model_path` (`n_gpu_layers` on the GPU-like devices, tensors
 /// matching `cpu_overrides` on the CPU) over `text` in chunks of
 /// `cp.n_ctx` tokens (each from an empty cache with BOS first, as llama-imatrix does),

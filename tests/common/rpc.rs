@@ -63,14 +63,8 @@ pub fn profile_home() -> &'static Path {
     Box::leak(home.into_boxed_path())
 }
 
-pub fn plan_json(home: &Path, model: &str, vram: u64, extra: &[&str]) -> Value {
-    let mut args = vec!["--ctx", "512", "--kv-type", "f16"];
-    args.extend_from_slice(extra);
-    plan_json_with(home, model, vram, &args)
-}
-
 /// `edge plan MODEL --profile rpc-test-gpu --vram VRAM ARGS --json`.
-pub fn plan_json_with(home: &Path, model: &str, vram: u64, plan_args: &[&str]) -> Value {
+pub fn plan_json(home: &Path, model: &str, vram: u64, plan_args: &[&str]) -> Value {
     let vram = vram.to_string();
     let mut args = vec![
         "plan",
@@ -90,7 +84,7 @@ pub fn plan_json_with(home: &Path, model: &str, vram: u64, plan_args: &[&str]) -
 /// A VRAM size one MoE layer's experts (less a KiB) short of what the whole model needs
 /// with `plan_args`, so the plan must keep some routed experts on the CPU; and that plan.
 pub fn tight_plan(home: &Path, model: &str, plan_args: &[&str]) -> (u64, Value) {
-    let roomy = plan_json_with(home, model, 1 << 30, plan_args);
+    let roomy = plan_json(home, model, 1 << 30, plan_args);
     let experts: Vec<(String, u64)> = tensors_in(&roomy, "vram")
         .into_iter()
         .filter(|(n, _)| n.contains("_exps"))
@@ -107,7 +101,7 @@ pub fn tight_plan(home: &Path, model: &str, plan_args: &[&str]) -> (u64, Value) 
         .map(|(_, b)| b)
         .sum();
     let vram = roomy["tiers"]["vram"]["used"].as_u64().unwrap() - last_layer_experts + 1024;
-    let plan = plan_json_with(home, model, vram, plan_args);
+    let plan = plan_json(home, model, vram, plan_args);
     assert_eq!(plan["fits"], true, "{model}: the tight plan does not fit");
     assert!(
         tensors_in(&plan, "ram")
@@ -120,8 +114,8 @@ pub fn tight_plan(home: &Path, model: &str, plan_args: &[&str]) -> (u64, Value) 
 
 /// Checks llama.cpp's load log (`-v`) against a plan: every layer it offloads is on
 /// RPC0, exactly the routed experts the plan keeps in RAM are overridden to the CPU, and
-/// RPC0's model buffer is the plan's VRAM tensors.
-pub fn assert_log_applies_plan(what: &str, log: &str, plan: &Value) {
+/// RPC0's model buffer is the plan's VRAM tensors. Returns that buffer's size, MiB.
+pub fn assert_log_applies_plan(what: &str, log: &str, plan: &Value) -> f64 {
     let n_layer = plan["llama"]["n_gpu_layers"].as_u64().unwrap() - 1;
     for il in 0..n_layer {
         assert!(
@@ -161,6 +155,7 @@ pub fn assert_log_applies_plan(what: &str, log: &str, plan: &Value) {
         (got - want).abs() < 0.05,
         "{what}: RPC0 model buffer {got} MiB, plan {want} MiB"
     );
+    got
 }
 
 pub fn tensors_in(plan: &Value, tier: &str) -> Vec<(String, u64)> {
@@ -184,4 +179,15 @@ pub fn mib_after(log: &str, needle: &str) -> f64 {
         .filter_map(|l| l.split('=').nth(1))
         .filter_map(|v| v.trim().trim_end_matches("MiB").trim().parse::<f64>().ok())
         .sum()
+}
+
+/// The arguments that plan a command on the RPC device (`rpc-test-gpu`) with `vram`
+/// of it, or CPU only when `endpoint` is `None`.
+pub fn rpc_placement(endpoint: Option<&str>, vram: u64) -> Vec<String> {
+    let mut args = vec!["--profile".to_string(), "rpc-test-gpu".to_string()];
+    match endpoint {
+        Some(ep) => args.extend(["--rpc".into(), ep.into(), "--vram".into(), vram.to_string()]),
+        None => args.extend(["--vram".into(), "0".into()]),
+    }
+    args
 }
