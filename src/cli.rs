@@ -47,6 +47,8 @@ pub enum Command {
     Eval(commands::eval::EvalArgs),
     /// Run a JSONL file of requests offline (OpenAI batch format), resumable.
     Batch(commands::batch::BatchArgs),
+    /// Serve the model over HTTP: OpenAI- and Ollama-compatible, continuous batching.
+    Serve(commands::serve::ServeArgs),
     /// Plan where each tensor lives on a device (VRAM, RAM, SSD) and predict the speed.
     Plan(commands::plan::PlanArgs),
     /// Serve this machine's CPU as a ggml RPC device for `edge run --rpc`.

@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         Some(Command::Imatrix(args)) => commands::imatrix::run(args, cli.verbose),
         Some(Command::Eval(args)) => commands::eval::run(args, cli.verbose),
         Some(Command::Batch(args)) => commands::batch::run(args, cli.verbose),
+        Some(Command::Serve(args)) => commands::serve::run(args, cli.verbose),
         Some(Command::Plan(args)) => commands::plan::run(args, cli.verbose),
         Some(Command::RpcServer(args)) => commands::rpc_server::run(args, cli.verbose),
         Some(Command::Profile(args)) => commands::profile::run(args, cli.verbose),

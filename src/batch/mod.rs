@@ -15,38 +15,17 @@ use std::io::{BufRead, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-use crate::chat_template::Message;
+use crate::request::{parse_body, ApiRequest, Endpoint, RequestKind};
 
-/// What a request asks the model to do.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RequestKind {
-    /// `/v1/chat/completions`: rendered through the model's chat template.
-    Chat(Vec<Message>),
-    /// `/v1/completions`: the prompt text as is.
-    Completion(String),
-}
-
-/// One parsed request.
+/// One parsed input line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BatchRequest {
     pub custom_id: String,
     /// 1-based line number in the input file.
     pub line: usize,
-    pub kind: RequestKind,
-    pub max_tokens: Option<u32>,
-    pub temperature: Option<f32>,
-    pub top_p: Option<f32>,
-    pub top_k: Option<u32>,
-    pub min_p: Option<f32>,
-    pub seed: Option<u32>,
-    pub stop: Vec<String>,
-    /// A JSON schema the output must follow (`response_format`).
-    pub json_schema: Option<Value>,
-    pub enable_thinking: Option<bool>,
-    /// Never end at an end-of-generation token (vLLM's `ignore_eos`): for benchmarks.
-    pub ignore_eos: bool,
+    pub request: ApiRequest,
 }
 
 /// A line that cannot become a request.
@@ -68,90 +47,6 @@ fn invalid(line: usize, id: Option<String>, message: impl Into<String>) -> LineE
         code: "invalid_request",
         message: message.into(),
     }
-}
-
-fn opt_u32(
-    body: &Map<String, Value>,
-    key: &str,
-    line: usize,
-    id: &str,
-) -> Result<Option<u32>, LineError> {
-    match body.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_u64()
-            .and_then(|n| u32::try_from(n).ok())
-            .map(Some)
-            .ok_or_else(|| {
-                invalid(
-                    line,
-                    Some(id.into()),
-                    format!("'{key}' must be a non-negative integer"),
-                )
-            }),
-    }
-}
-
-fn opt_f32(
-    body: &Map<String, Value>,
-    key: &str,
-    line: usize,
-    id: &str,
-) -> Result<Option<f32>, LineError> {
-    match body.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_f64()
-            .filter(|f| f.is_finite() && *f >= 0.0)
-            .map(|f| Some(f as f32))
-            .ok_or_else(|| {
-                invalid(
-                    line,
-                    Some(id.into()),
-                    format!("'{key}' must be a non-negative number"),
-                )
-            }),
-    }
-}
-
-fn parse_messages(v: &Value, line: usize, id: &str) -> Result<Vec<Message>, LineError> {
-    let arr = v.as_array().filter(|a| !a.is_empty()).ok_or_else(|| {
-        invalid(
-            line,
-            Some(id.into()),
-            "'messages' must be a non-empty array",
-        )
-    })?;
-    arr.iter()
-        .map(|m| {
-            let role = m.get("role").and_then(Value::as_str);
-            let content = match m.get("content") {
-                Some(Value::String(s)) => Some(s.clone()),
-                // OpenAI content parts: keep the text parts.
-                Some(Value::Array(parts)) => Some(
-                    parts
-                        .iter()
-                        .filter_map(|p| p.get("text").and_then(Value::as_str))
-                        .collect::<Vec<_>>()
-                        .join(""),
-                ),
-                _ => None,
-            };
-            match (role, content) {
-                (Some(r), Some(c)) if ["system", "user", "assistant", "developer"].contains(&r) => {
-                    Ok(Message::new(
-                        if r == "developer" { "system" } else { r },
-                        &c,
-                    ))
-                }
-                _ => Err(invalid(
-                    line,
-                    Some(id.into()),
-                    "each message needs a 'role' (system, user, assistant) and a string 'content'",
-                )),
-            }
-        })
-        .collect()
 }
 
 /// Parses one input line. `line` is 1-based.
@@ -184,31 +79,10 @@ pub fn parse_line(line: usize, text: &str) -> Result<BatchRequest, LineError> {
         Some(_) => return Err(invalid(line, Some(id), "'body' must be an object")),
         None => obj, // short form: fields at top level
     };
-    let url = obj.get("url").and_then(Value::as_str);
-    let kind = match url {
-        Some("/v1/chat/completions") | None => {
-            if let Some(msgs) = body.get("messages") {
-                RequestKind::Chat(parse_messages(msgs, line, &id)?)
-            } else if let Some(p) = body
-                .get("prompt")
-                .and_then(Value::as_str)
-                .filter(|_| url.is_none())
-            {
-                RequestKind::Chat(vec![Message::user(p)])
-            } else {
-                return Err(invalid(line, Some(id), "missing 'messages' (or 'prompt')"));
-            }
-        }
-        Some("/v1/completions") => match body.get("prompt") {
-            Some(Value::String(p)) => RequestKind::Completion(p.clone()),
-            _ => {
-                return Err(invalid(
-                    line,
-                    Some(id),
-                    "'/v1/completions' needs a string 'prompt'",
-                ))
-            }
-        },
+    let endpoint = match obj.get("url").and_then(Value::as_str) {
+        None => Endpoint::ChatOrPrompt,
+        Some("/v1/chat/completions") => Endpoint::Chat,
+        Some("/v1/completions") => Endpoint::Completion,
         Some(other) => {
             return Err(invalid(
                 line,
@@ -217,69 +91,12 @@ pub fn parse_line(line: usize, text: &str) -> Result<BatchRequest, LineError> {
             ))
         }
     };
-    let stop = match body.get("stop") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(a)) if a.iter().all(Value::is_string) => a
-            .iter()
-            .filter_map(|s| s.as_str().map(str::to_string))
-            .collect(),
-        Some(_) => {
-            return Err(invalid(
-                line,
-                Some(id),
-                "'stop' must be a string or an array of strings",
-            ))
-        }
-    };
-    let json_schema = match body.get("response_format") {
-        None | Some(Value::Null) => None,
-        Some(rf) => match rf.get("type").and_then(Value::as_str) {
-            Some("text") => None,
-            Some("json_object") => Some(json!({"type": "object"})),
-            Some("json_schema") => Some(
-                rf.get("json_schema")
-                    .and_then(|j| j.get("schema"))
-                    .or_else(|| rf.get("schema"))
-                    .cloned()
-                    .ok_or_else(|| {
-                        invalid(
-                            line,
-                            Some(id.clone()),
-                            "response_format json_schema needs 'json_schema.schema'",
-                        )
-                    })?,
-            ),
-            _ => return Err(invalid(line, Some(id), "unknown response_format type")),
-        },
-    };
-    let enable_thinking = body
-        .get("chat_template_kwargs")
-        .and_then(|k| k.get("enable_thinking"))
-        .or_else(|| body.get("think"))
-        .or_else(|| obj.get("think"))
-        .and_then(Value::as_bool);
-    let max_tokens = match opt_u32(body, "max_completion_tokens", line, &id)? {
-        Some(n) => Some(n),
-        None => opt_u32(body, "max_tokens", line, &id)?,
-    };
+    let request =
+        parse_body(body, endpoint).map_err(|e| invalid(line, Some(id.clone()), e.message))?;
     Ok(BatchRequest {
-        max_tokens,
-        temperature: opt_f32(body, "temperature", line, &id)?,
-        top_p: opt_f32(body, "top_p", line, &id)?,
-        top_k: opt_u32(body, "top_k", line, &id)?,
-        min_p: opt_f32(body, "min_p", line, &id)?,
-        seed: body.get("seed").and_then(Value::as_u64).map(|s| s as u32),
-        stop,
-        json_schema,
-        enable_thinking,
-        ignore_eos: body
-            .get("ignore_eos")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
-        kind,
         custom_id: id,
         line,
+        request,
     })
 }
 
@@ -390,7 +207,7 @@ pub fn success_record(
     created: u64,
 ) -> Value {
     let request_id = format!("edge-{:016x}", stable_hash(&req.custom_id));
-    let body = match &req.kind {
+    let body = match &req.request.kind {
         RequestKind::Chat(_) => {
             let mut message = json!({"role": "assistant", "content": content});
             if let Some(r) = reasoning.filter(|r| !r.is_empty()) {
@@ -607,6 +424,7 @@ pub fn check_output_dir(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chat_template::Message;
 
     #[test]
     fn parses_the_openai_batch_form() {
@@ -618,35 +436,35 @@ mod tests {
         assert_eq!(r.custom_id, "a");
         assert_eq!(r.line, 3);
         assert_eq!(
-            r.kind,
+            r.request.kind,
             RequestKind::Chat(vec![Message::system("S"), Message::user("Hi")])
         );
         assert_eq!(
-            (r.max_tokens, r.temperature, r.seed),
+            (r.request.max_tokens, r.request.temperature, r.request.seed),
             (Some(5), Some(0.0), Some(7))
         );
-        assert_eq!(r.stop, vec!["\n".to_string()]);
-        assert_eq!(r.enable_thinking, Some(false));
+        assert_eq!(r.request.stop, vec!["\n".to_string()]);
+        assert_eq!(r.request.enable_thinking, Some(false));
     }
 
     #[test]
     fn parses_short_forms_and_completions() {
         let r = parse_line(1, r#"{"id": 5, "prompt": "Hi", "think": true}"#).unwrap();
         assert_eq!(r.custom_id, "5");
-        assert_eq!(r.kind, RequestKind::Chat(vec![Message::user("Hi")]));
-        assert_eq!(r.enable_thinking, Some(true));
+        assert_eq!(r.request.kind, RequestKind::Chat(vec![Message::user("Hi")]));
+        assert_eq!(r.request.enable_thinking, Some(true));
         let r = parse_line(
             1,
             r#"{"custom_id":"c","url":"/v1/completions","body":{"prompt":"Once"}}"#,
         )
         .unwrap();
-        assert_eq!(r.kind, RequestKind::Completion("Once".into()));
+        assert_eq!(r.request.kind, RequestKind::Completion("Once".into()));
         let r = parse_line(
             1,
             r#"{"id":"j","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"n","schema":{"type":"object"}}}}"#,
         )
         .unwrap();
-        assert_eq!(r.json_schema, Some(json!({"type":"object"})));
+        assert_eq!(r.request.json_schema, Some(json!({"type":"object"})));
     }
 
     #[test]

@@ -9,12 +9,10 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Result;
 use serde_json::Value;
 
-use super::{error_record, stable_hash, success_record, BatchRequest, RequestKind};
-use crate::chat::{render_prompt, sampling_for, thinking_on, SamplingOverrides};
-use crate::chat_template::{PromptPart, RenderOptions, ThinkingMode};
-use crate::engine::{
-    run_batch, BatchFeed, ContextSpec, DecodeDone, DecodeJob, JobOutcome, Model, Token,
-};
+use super::{error_record, stable_hash, success_record, BatchRequest};
+use crate::chat::SamplingOverrides;
+use crate::engine::{run_batch, BatchFeed, ContextSpec, DecodeDone, DecodeJob, JobOutcome, Model};
+use crate::request::prepare::{JobDefaults, PrepareError, ReasoningSplit};
 use crate::thinking::split_all;
 
 #[derive(Debug, Clone)]
@@ -41,8 +39,7 @@ pub struct Finished {
 /// What the scheduler carries for each request.
 struct Tag {
     req: BatchRequest,
-    starts_in_reasoning: bool,
-    splits_reasoning: bool,
+    split: ReasoningSplit,
 }
 
 fn failure(req: &BatchRequest, code: &str, msg: String) -> Finished {
@@ -60,65 +57,19 @@ fn prepare(
     req: BatchRequest,
     opts: &RunnerOptions,
 ) -> Result<DecodeJob<Tag>, Finished> {
-    let mode = model.template.caps().thinking;
-    let thinking_on = thinking_on(mode, req.enable_thinking);
-    let (prompt, starts_in_reasoning, splits_reasoning): (Vec<Token>, bool, bool) = match &req.kind
-    {
-        RequestKind::Chat(messages) => {
-            let render_opts = RenderOptions {
-                add_generation_prompt: true,
-                enable_thinking: (mode == ThinkingMode::Switchable).then_some(thinking_on),
-                extra: Default::default(),
-            };
-            match render_prompt(&model.template, messages, &render_opts) {
-                Ok(r) => (
-                    model.tokenize_parts(&r.parts),
-                    r.starts_in_reasoning,
-                    mode != ThinkingMode::None,
-                ),
-                Err(e) => return Err(failure(&req, "template_error", format!("{e:#}"))),
-            }
-        }
-        RequestKind::Completion(text) => {
-            // Raw text, never parsed for special tokens; BOS as the model wants it.
-            let part = PromptPart {
-                text: text.clone(),
-                special: false,
-            };
-            (model.tokenize_parts(&[part]), false, false)
-        }
+    let defaults = JobDefaults {
+        max_tokens: opts.default_max_tokens,
+        sampling: opts.default_sampling.clone(),
     };
-    if prompt.is_empty() {
-        return Err(failure(
-            &req,
-            "invalid_request",
-            "the prompt is empty".into(),
-        ));
+    let seed = stable_hash(&format!("{}:{}", opts.seed, req.custom_id)) as u32;
+    match crate::request::prepare::prepare(model, &req.request, &defaults, seed) {
+        Ok(p) => {
+            let split = p.split;
+            Ok(p.into_job(Tag { req, split }))
+        }
+        Err(e @ PrepareError::Template(_)) => Err(failure(&req, "template_error", e.to_string())),
+        Err(e @ PrepareError::EmptyPrompt) => Err(failure(&req, "invalid_request", e.to_string())),
     }
-    let d = &opts.default_sampling;
-    let overrides = SamplingOverrides {
-        temp: req.temperature.or(d.temp),
-        top_k: req.top_k.or(d.top_k),
-        top_p: req.top_p.or(d.top_p),
-        min_p: req.min_p.or(d.min_p),
-        seed: Some(
-            req.seed
-                .unwrap_or_else(|| stable_hash(&format!("{}:{}", opts.seed, req.custom_id)) as u32),
-        ),
-    };
-    Ok(DecodeJob {
-        prompt,
-        sampling: sampling_for(mode != ThinkingMode::None, thinking_on, &overrides),
-        json_schema: req.json_schema.as_ref().map(Value::to_string),
-        ban_eog: req.ignore_eos,
-        max_tokens: req.max_tokens.unwrap_or(opts.default_max_tokens).max(1) as usize,
-        stop: req.stop.clone(),
-        tag: Tag {
-            req,
-            starts_in_reasoning,
-            splits_reasoning,
-        },
-    })
 }
 
 fn now_secs() -> u64 {
@@ -138,8 +89,8 @@ fn record(done: DecodeDone<Tag>, opts: &RunnerOptions) -> Finished {
             n_generated,
             finish,
         } => {
-            let (reasoning, content) = if tag.splits_reasoning {
-                split_all(&text, tag.starts_in_reasoning)
+            let (reasoning, content) = if tag.split.splits {
+                split_all(&text, tag.split.starts_in_reasoning)
             } else {
                 (String::new(), text)
             };
@@ -168,6 +119,7 @@ fn record(done: DecodeDone<Tag>, opts: &RunnerOptions) -> Finished {
             ),
         ),
         JobOutcome::BadSampling(e) => failure(req, "invalid_schema", e.to_string()),
+        JobOutcome::Cancelled { .. } => failure(req, "cancelled", "the run stopped".into()),
     }
 }
 
@@ -181,7 +133,7 @@ struct Feed<'a> {
 impl BatchFeed<Tag> for Feed<'_> {
     type Error = anyhow::Error;
 
-    fn next_job(&mut self) -> Result<Option<DecodeJob<Tag>>> {
+    fn next_job(&mut self, _idle: bool) -> Result<Option<DecodeJob<Tag>>> {
         while let Some(req) = self.queue.pop_front() {
             match prepare(self.model, req, self.opts) {
                 Ok(job) => return Ok(Some(job)),
@@ -192,6 +144,10 @@ impl BatchFeed<Tag> for Feed<'_> {
     }
 
     fn done(&mut self, done: DecodeDone<Tag>) -> Result<()> {
+        // An interrupted request is not recorded: a rerun resumes it.
+        if matches!(done.outcome, JobOutcome::Cancelled { .. }) {
+            return Ok(());
+        }
         (self.on_done)(record(done, self.opts))
     }
 }

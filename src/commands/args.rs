@@ -74,7 +74,7 @@ impl ThreadArgs {
 }
 
 #[derive(Debug, Args, Clone, Default)]
-#[command(next_help_heading = "Sampling (edge batch: for requests that set none)")]
+#[command(next_help_heading = "Sampling (edge batch and serve: for requests that set none)")]
 pub struct SamplingArgs {
     /// Temperature; 0 means greedy and deterministic.
     #[arg(long, value_name = "T", value_parser = non_negative_f32)]

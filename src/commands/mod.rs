@@ -17,6 +17,7 @@ pub mod quantize;
 pub mod rm;
 pub mod rpc_server;
 pub mod run;
+pub mod serve;
 pub mod show;
 pub mod signals;
 pub mod synth;

@@ -1,7 +1,10 @@
 //! Continuous batching: N sequences decode together in one context, each in its own KV
 //! stream; a new job takes a slot as soon as one frees and reuses the KV cache of the
 //! longest matching prefix any slot holds (a shared system prompt is decoded once),
-//! copied between streams. `edge batch` drives it; a server can feed it the same way.
+//! copied between streams. `edge batch` and `edge serve` both feed it: a feed hands
+//! out jobs (a server's may block while every slot is idle), can cancel a job between
+//! decode steps, and sees each token as it is sampled (stop-string-safe text, and
+//! log-probabilities when a job asks for them).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -30,6 +33,37 @@ pub struct DecodeJob<T> {
     pub max_tokens: usize,
     /// Generation ends where one of these appears; it is cut from the text.
     pub stop: Vec<String>,
+    /// Hand each token's new text to [`BatchFeed::token`] as it is sampled (held back
+    /// while it may still become a stop string).
+    pub stream: bool,
+    /// Report each sampled token's log-probability and this many most likely
+    /// alternatives.
+    pub logprobs: Option<usize>,
+}
+
+/// A sampled token's log-probability (from the model's raw distribution, before
+/// truncation and temperature), with the most likely alternatives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprob {
+    pub token: TokenText,
+    pub logprob: f32,
+    pub top: Vec<(TokenText, f32)>,
+}
+
+/// A token's text and its raw bytes (a piece may be part of a UTF-8 character).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenText {
+    pub text: String,
+    pub bytes: Vec<u8>,
+}
+
+/// One generated token, as the feed sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenEvent {
+    /// Text that is now certain (empty unless the job streams): what follows the text
+    /// given so far. The rest arrives with the finished job.
+    pub text: String,
+    pub logprob: Option<TokenLogprob>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,13 +103,25 @@ pub enum JobOutcome {
     PromptTooLong { ctx_per_seq: usize },
     /// The job's schema could not become a grammar.
     BadSampling(SamplingError),
+    /// The feed cancelled it, or the run stopped while it was in flight.
+    Cancelled { n_generated: usize },
 }
 
 /// Where jobs come from and where results go.
 pub trait BatchFeed<T> {
     type Error: From<EngineError>;
-    /// The next job, or `None` when there is no more work.
-    fn next_job(&mut self) -> Result<Option<DecodeJob<T>>, Self::Error>;
+    /// The next job, or `None` when there is none now. `idle`: no job is in flight, so
+    /// the feed may wait for one; `None` then ends the run.
+    fn next_job(&mut self, idle: bool) -> Result<Option<DecodeJob<T>>, Self::Error>;
+    /// Asked for every job in flight before each decode step: true stops it (its slot
+    /// frees at once and it is reported as [`JobOutcome::Cancelled`]).
+    fn cancelled(&mut self, _tag: &T) -> bool {
+        false
+    }
+    /// Each generated token of a job, in order.
+    fn token(&mut self, _tag: &T, _event: TokenEvent) -> Result<(), Self::Error> {
+        Ok(())
+    }
     fn done(&mut self, done: DecodeDone<T>) -> Result<(), Self::Error>;
 }
 
@@ -91,6 +137,8 @@ struct Active<T> {
     n_generated: usize,
     utf8: Utf8Stream,
     raw: String,
+    /// Bytes of `raw` already handed out as streamed text.
+    streamed: usize,
 }
 
 struct Slot<T> {
@@ -144,8 +192,9 @@ pub fn run_batch<T, F: BatchFeed<T>>(
         // Fill free slots.
         for s in 0..slots.len() {
             while slots[s].active.is_none() && !exhausted && !stop.load(Ordering::Relaxed) {
-                let Some(job) = feed.next_job()? else {
-                    exhausted = true;
+                let idle = slots.iter().all(|s| s.active.is_none());
+                let Some(job) = feed.next_job(idle)? else {
+                    exhausted = idle;
                     break;
                 };
                 let n_prompt = job.prompt.len();
@@ -177,8 +226,29 @@ pub fn run_batch<T, F: BatchFeed<T>>(
                 start(&mut ctx, &mut slots, s, job, sampler);
             }
         }
-        if slots.iter().all(|s| s.active.is_none()) || stop.load(Ordering::Relaxed) {
-            break;
+        let stopping = stop.load(Ordering::Relaxed);
+        for slot in slots.iter_mut() {
+            let cancel = match &slot.active {
+                Some(a) => stopping || feed.cancelled(&a.job.tag),
+                None => false,
+            };
+            if cancel {
+                if let Some(a) = slot.active.take() {
+                    feed.done(DecodeDone {
+                        n_prompt: a.job.prompt.len(),
+                        outcome: JobOutcome::Cancelled {
+                            n_generated: a.n_generated,
+                        },
+                        tag: a.job.tag,
+                    })?;
+                }
+            }
+        }
+        if slots.iter().all(|s| s.active.is_none()) {
+            if stopping || exhausted {
+                break;
+            }
+            continue;
         }
 
         // One decode step: pending tokens of generating slots first, then prompt chunks.
@@ -236,7 +306,12 @@ pub fn run_batch<T, F: BatchFeed<T>>(
                 reason = Some(FinishReason::Stop);
             } else {
                 a.n_generated += 1;
-                let text = a.utf8.push(&model.piece(tok));
+                let piece = model.piece(tok);
+                let logprob = a
+                    .job
+                    .logprobs
+                    .map(|top| token_logprob(model, ctx.get_logits_ith(idx), tok, &piece, top));
+                let text = a.utf8.push(&piece);
                 a.raw.push_str(&text);
                 if let Some(cut) = find_stop(&a.raw, &a.job.stop, text.len()) {
                     a.raw.truncate(cut);
@@ -247,6 +322,18 @@ pub fn run_batch<T, F: BatchFeed<T>>(
                 } else {
                     a.pending = Some(tok);
                 }
+                let mut event = TokenEvent {
+                    text: String::new(),
+                    logprob,
+                };
+                if a.job.stream && reason.is_none() {
+                    let safe = a.raw.len() - held_back(&a.raw, &a.job.stop);
+                    if safe > a.streamed {
+                        event.text = a.raw[a.streamed..safe].to_string();
+                        a.streamed = safe;
+                    }
+                }
+                feed.token(&a.job.tag, event)?;
             }
             if let Some(finish) = reason {
                 if let Some(active) = slot.active.take() {
@@ -269,6 +356,56 @@ fn finished<T>(active: Active<T>, finish: FinishReason) -> DecodeDone<T> {
             n_generated: active.n_generated,
             finish,
         },
+    }
+}
+
+/// Bytes at the end of `raw` that may be the start of a stop string (not yet safe to
+/// stream), on a character boundary.
+fn held_back(raw: &str, stops: &[String]) -> usize {
+    stops
+        .iter()
+        .filter_map(|s| {
+            (1..s.len())
+                .rev()
+                .filter(|&n| s.is_char_boundary(n) && n <= raw.len())
+                .find(|&n| raw.is_char_boundary(raw.len() - n) && raw.ends_with(&s[..n]))
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Log-softmax of the sampled token and the `top` most likely ones.
+fn token_logprob(
+    model: &Model,
+    logits: &[f32],
+    tok: LlamaToken,
+    piece: &[u8],
+    top: usize,
+) -> TokenLogprob {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let log_sum = logits.iter().map(|l| (l - max).exp()).sum::<f32>().ln() + max;
+    let text = |bytes: Vec<u8>| TokenText {
+        text: String::from_utf8_lossy(&bytes).into_owned(),
+        bytes,
+    };
+    let lp = |i: usize| logits.get(i).map_or(f32::NEG_INFINITY, |l| l - log_sum);
+    let mut best: Vec<usize> = Vec::with_capacity(top + 1);
+    if top > 0 {
+        for (i, &l) in logits.iter().enumerate() {
+            if best.len() < top || l > logits[best[best.len() - 1]] {
+                let at = best.partition_point(|&b| logits[b] >= l);
+                best.insert(at, i);
+                best.truncate(top);
+            }
+        }
+    }
+    TokenLogprob {
+        token: text(piece.to_vec()),
+        logprob: lp(tok.0 as usize),
+        top: best
+            .into_iter()
+            .map(|i| (text(model.piece(LlamaToken(i as i32))), lp(i)))
+            .collect(),
     }
 }
 
@@ -345,12 +482,25 @@ fn start<T>(
         n_generated: 0,
         utf8: Utf8Stream::default(),
         raw: String::new(),
+        streamed: 0,
     });
 }
 
 #[cfg(test)]
 mod tests {
-    use super::find_stop;
+    use super::{find_stop, held_back};
+
+    #[test]
+    fn streamed_text_holds_back_what_may_become_a_stop_string() {
+        let stops = vec!["END".to_string(), "\n\nUser:".to_string()];
+        assert_eq!(held_back("hello E", &stops), 1);
+        assert_eq!(held_back("hello EN", &stops), 2);
+        assert_eq!(held_back("hello ENX", &stops), 0);
+        assert_eq!(held_back("a\n\nUs", &stops), 4);
+        assert_eq!(held_back("plain", &[]), 0);
+        // Multi-byte text never splits a character.
+        assert_eq!(held_back("café", &["é!".to_string()]), 2);
+    }
 
     #[test]
     fn stop_strings_are_found_near_the_end() {

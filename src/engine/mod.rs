@@ -18,7 +18,10 @@ mod sampling;
 mod session;
 
 pub use backend::{backend, default_threads};
-pub use batch::{run_batch, BatchFeed, DecodeDone, DecodeJob, FinishReason, JobOutcome};
+pub use batch::{
+    run_batch, BatchFeed, DecodeDone, DecodeJob, FinishReason, JobOutcome, TokenEvent,
+    TokenLogprob, TokenText,
+};
 pub use bench::{run_test, TestParams};
 pub use context::ContextSpec;
 pub use devices::{add_rpc_servers, devices, DeviceInfo, DeviceKind};
@@ -27,5 +30,5 @@ pub use ffi::{ImatrixAcc, QuantizeParams};
 pub use llama_cpp_2::token::LlamaToken as Token;
 pub use logits::{imatrix_collect, tokenize_text, LogitsRunner};
 pub use model::{LoadOptions, Model, Placement};
-pub use sampling::{Sampling, SamplingError};
+pub use sampling::{json_schema_grammar, Sampling, SamplingError};
 pub use session::{GenOutput, GenRequest, Session, StopReason, Utf8Stream};

@@ -67,14 +67,19 @@ impl Sampling {
             front.push(LlamaSampler::logit_bias(model.n_vocab() as i32, eog_bans));
         }
         if let Some(schema) = json_schema {
-            let grammar = llama_cpp_2::json_schema_to_grammar(schema)
-                .map_err(|e| SamplingError::Schema(e.to_string()))?;
+            let grammar = json_schema_grammar(schema)?;
             let sampler = LlamaSampler::grammar(&model.llama, &grammar, "root")
                 .map_err(|e| SamplingError::Grammar(e.to_string()))?;
             front.push(sampler);
         }
         Ok(self.chain(front))
     }
+}
+
+/// The GBNF grammar llama.cpp derives from a JSON schema, or why it cannot: lets a
+/// server refuse a bad `response_format` before a job is queued.
+pub fn json_schema_grammar(schema: &str) -> Result<String, SamplingError> {
+    llama_cpp_2::json_schema_to_grammar(schema).map_err(|e| SamplingError::Schema(e.to_string()))
 }
 
 /// A -inf bias on every end-of-generation token of `model`.

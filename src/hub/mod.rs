@@ -672,6 +672,19 @@ pub fn installed() -> Result<Vec<(InstalledModel, bool)>> {
         .collect())
 }
 
+/// The sha256 the store recorded for the model file at `path` (pulled files are
+/// verified against it), if any.
+pub fn known_sha256(path: &Path) -> Option<String> {
+    let store = Store::open().ok()?;
+    let manifest = store.load_manifest().ok()?;
+    manifest
+        .models
+        .iter()
+        .flat_map(|m| m.files.iter())
+        .find(|f| f.path == path)
+        .and_then(|f| f.sha256.clone())
+}
+
 /// The installed file for a model name, without pulling anything (`None` when it is not
 /// installed or its files are gone).
 pub fn installed_path(r: &ModelRef) -> Result<Option<PathBuf>> {
