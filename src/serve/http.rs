@@ -8,8 +8,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -18,28 +16,21 @@ use axum::routing::{get, post};
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use serde_json::{json, Map, Value};
+use serde_json::json;
 use subtle::ConstantTimeEq;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use super::metrics::{Gauges, Metrics};
 use super::protocol::ApiError;
+use super::state::{
+    now_unix, AppState, BODY_TIMEOUT, HEADER_TIMEOUT, LOADING, MAX_BODY_BYTES, READY,
+    SHUTDOWN_GRACE, STOPPING,
+};
 use super::worker::{serve_jobs, JobQueue};
 use super::{ollama_routes, openai_routes};
 use crate::engine::{ContextSpec, Model};
 use crate::request::prepare::JobDefaults;
-
-/// The largest request body accepted.
-pub const MAX_BODY_BYTES: usize = 32 << 20;
-/// A client must send its request head within this, and each body chunk within
-/// [`BODY_TIMEOUT`].
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-const BODY_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long in-flight requests get to wind down at shutdown.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// SSE keep-alive comment interval (also how soon a vanished queued client is noticed).
-pub const KEEP_ALIVE: Duration = Duration::from_secs(2);
 
 /// Everything `edge serve` was asked for.
 pub struct ServeConfig {
@@ -58,57 +49,6 @@ pub struct ServeConfig {
     pub known_sha256: Option<String>,
 }
 
-const LOADING: u8 = 0;
-const READY: u8 = 1;
-const STOPPING: u8 = 2;
-
-/// State shared by every handler and the engine thread.
-pub struct AppState {
-    pub model_id: String,
-    pub model: OnceLock<Arc<Model>>,
-    status: AtomicU8,
-    pub queue: JobQueue,
-    pub metrics: Metrics,
-    pub stop: Arc<AtomicBool>,
-    pub ctx_per_seq: usize,
-    pub slots: usize,
-    pub defaults: JobDefaults,
-    api_key: Option<String>,
-    sha256: Arc<OnceLock<String>>,
-    pub started_unix: u64,
-}
-
-impl AppState {
-    /// The loaded model, or 503 while it loads or the server stops.
-    pub fn ready_model(&self) -> Result<Arc<Model>, ApiError> {
-        match self.status.load(Ordering::SeqCst) {
-            READY => self.model.get().cloned().ok_or_else(ApiError::loading),
-            STOPPING => Err(ApiError::shutting_down()),
-            _ => Err(ApiError::loading()),
-        }
-    }
-
-    pub fn stopping(&self) -> bool {
-        self.status.load(Ordering::SeqCst) == STOPPING
-    }
-
-    /// `edge-VERSION-SHA12`: which build served which model file.
-    pub fn fingerprint(&self) -> String {
-        match self.sha256.get() {
-            Some(sha) => format!(
-                "edge-{}-{}",
-                env!("CARGO_PKG_VERSION"),
-                &sha[..12.min(sha.len())]
-            ),
-            None => format!("edge-{}", env!("CARGO_PKG_VERSION")),
-        }
-    }
-
-    pub fn sha256(&self) -> Option<&str> {
-        self.sha256.get().map(String::as_str)
-    }
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -119,29 +59,6 @@ impl IntoResponse for ApiError {
         }
         resp
     }
-}
-
-/// The body as a JSON object, or the client's mistake as an error.
-pub fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Map<String, Value>, ApiError> {
-    let bytes = body.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::too_large(MAX_BODY_BYTES)
-        } else {
-            ApiError::invalid(format!("cannot read the request body: {}", r.body_text()))
-        }
-    })?;
-    match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(ApiError::invalid("the request body must be a JSON object")),
-        Err(e) => Err(ApiError::bad_json(e)),
-    }
-}
-
-pub fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 async fn require_key(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
@@ -155,6 +72,24 @@ async fn require_key(State(state): State<Arc<AppState>>, req: Request, next: Nex
         if !bool::from(given.as_bytes().ct_eq(key.as_bytes())) {
             return ApiError::unauthorized().into_response();
         }
+    }
+    next.run(req).await
+}
+
+/// Refuses a body over the limit from its `Content-Length`, before reading it (and
+/// before `Expect: 100-continue` invites the client to send it).
+async fn limit_body(req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        let mut resp = ApiError::too_large(MAX_BODY_BYTES).into_response();
+        // The unread body cannot be skipped: end the connection after this answer.
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return resp;
     }
     next.run(req).await
 }
@@ -232,7 +167,8 @@ fn router(state: Arc<AppState>, cors: Option<&str>) -> Result<Router> {
         .fallback(not_found)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT));
+        .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
+        .layer(middleware::from_fn(limit_body));
     if let Some(origin) = cors {
         let allow = if origin == "*" {
             AllowOrigin::any()

@@ -13,6 +13,7 @@ pub mod ollama;
 pub mod ollama_routes;
 pub mod openai_routes;
 pub mod protocol;
+pub mod state;
 pub mod worker;
 
 pub use http::{serve, ServeConfig};

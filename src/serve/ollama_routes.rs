@@ -13,11 +13,11 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 use super::generation::{admit, collect, frames, timings, Frame, StreamFormat};
-use super::http::{json_body, AppState};
 use super::ollama::{
     chat_line, generate_line, parse_chat, parse_generate, rfc3339, shown_model, Timings,
 };
 use super::protocol::{ApiError, Usage};
+use super::state::{json_body, AppState};
 use crate::engine::TokenLogprob;
 use crate::thinking::Segment;
 

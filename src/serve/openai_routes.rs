@@ -12,12 +12,12 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 use super::generation::{admit, collect, frames, Frame, StreamFormat};
-use super::http::{json_body, now_unix, AppState, KEEP_ALIVE};
 use super::ollama::Timings;
 use super::protocol::{
     chat_chunk, chat_completion, chat_logprobs, completion, completion_logprobs, usage_chunk,
     ApiError, ResponseMeta, Usage,
 };
+use super::state::{json_body, now_unix, AppState, KEEP_ALIVE};
 use crate::engine::TokenLogprob;
 use crate::request::{parse_body, ApiRequest, Endpoint};
 use crate::thinking::Segment;
