@@ -22,7 +22,8 @@ LLAMA_BIN="$SCRATCH/build/bin"
 llama_tools_source() {
   mkdir -p "$SCRATCH"
   local stamp="$SCRATCH/llama.cpp/.edge-llama-cpp-sys-2"
-  if [ -d "$SCRATCH/llama.cpp/tools" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$LLAMA_SYS_VER" ]; then
+  if [ -d "$SCRATCH/llama.cpp/tools" ] && [ -d "$SCRATCH/llama.cpp/scripts" ] \
+    && [ "$(cat "$stamp" 2>/dev/null)" = "$LLAMA_SYS_VER" ]; then
     return 0
   fi
   local src
@@ -38,9 +39,16 @@ llama_tools_source() {
   echo "$LLAMA_SDIST_SHA  $sdist" | sha256sum --quiet -c - \
     || { echo "llama-tools: sha256 mismatch for $sdist" >&2; return 1; }
   rm -rf "$SCRATCH/llama_cpp_python-$LLAMA_SDIST_VER"
-  tar xzf "$sdist" -C "$SCRATCH" "llama_cpp_python-$LLAMA_SDIST_VER/vendor/llama.cpp/tools"
-  rm -rf "$SCRATCH/llama.cpp/tools"
+  # tools/, and scripts/ for llama-server's (here empty) web UI asset step.
+  tar xzf "$sdist" -C "$SCRATCH" "llama_cpp_python-$LLAMA_SDIST_VER/vendor/llama.cpp/tools" \
+    "llama_cpp_python-$LLAMA_SDIST_VER/vendor/llama.cpp/scripts"
+  rm -rf "$SCRATCH/llama.cpp/tools" "$SCRATCH/llama.cpp/scripts"
   cp -r "$SCRATCH/llama_cpp_python-$LLAMA_SDIST_VER/vendor/llama.cpp/tools" "$SCRATCH/llama.cpp/tools"
+  cp -r "$SCRATCH/llama_cpp_python-$LLAMA_SDIST_VER/vendor/llama.cpp/scripts" "$SCRATCH/llama.cpp/scripts"
+  # The sdist's server reads its MCP config through a common/ helper newer than the
+  # crate's llama.cpp (a UTF-8 path wrapper for Windows); plain std::ifstream does the
+  # same here. The engine (src/, ggml/) stays the crate's.
+  sed -i 's/fs_open_ifstream(\([^,]*\), /std::ifstream(\1, /' "$SCRATCH/llama.cpp/tools/server/server-mcp.cpp"
   echo "$LLAMA_SYS_VER" > "$stamp"
 }
 
@@ -54,9 +62,15 @@ llama_tools() {
     cmake -S "$SCRATCH/llama.cpp" -B "$SCRATCH/build" -DCMAKE_BUILD_TYPE=Release \
       -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON \
       -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_OPENMP=ON -DGGML_CCACHE=OFF \
-      -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_BUILD_MTMD=OFF \
-      -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+      -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF \
+      -DLLAMA_BUILD_MTMD=ON -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
       -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF >/dev/null || return 1
+  fi
+  # Caches made before llama-server was wanted: turn the server (and mtmd, which it
+  # links) on; only the targets asked for are built.
+  if grep -q "LLAMA_BUILD_SERVER:BOOL=OFF" "$SCRATCH/build/CMakeCache.txt"; then
+    cmake -S "$SCRATCH/llama.cpp" -B "$SCRATCH/build" -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_MTMD=ON \
+      -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF >/dev/null || return 1
   fi
   local missing=() t
   for t in "$@"; do

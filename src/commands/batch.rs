@@ -106,10 +106,7 @@ pub fn run(args: BatchArgs, verbose: bool) -> Result<ExitCode> {
                 progress: !args.quiet,
             },
         )?;
-        let mut spec = planned.context(args.threads.get());
-        // Prompt chunks of 512 tokens interleave with the slots' decode steps (the
-        // scheduler raises it to one token per slot where that is more).
-        spec.n_batch = 512;
+        let spec = planned.context(args.threads.get());
         let opts = RunnerOptions {
             default_max_tokens: args.max_tokens,
             default_sampling: SamplingArgs {

@@ -152,6 +152,10 @@ fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
+/// Prompt tokens decoded per step at most: long prompts go in chunks that interleave
+/// with the other slots' decode steps, so one long prompt does not stall them.
+const PROMPT_CHUNK: u32 = 512;
+
 /// Shortest shared prefix worth copying from another sequence.
 const MIN_SHARED_PREFIX: usize = 16;
 
@@ -166,7 +170,7 @@ pub fn run_batch<T, F: BatchFeed<T>>(
     let parallel = spec.n_seq.max(1);
     // Every slot may add a token per step: the logical batch holds at least one each.
     let spec = ContextSpec {
-        n_batch: spec.n_batch.max(parallel),
+        n_batch: spec.n_batch.min(PROMPT_CHUNK).max(parallel),
         ..spec.clone()
     };
     let mut ctx = new_context(model, &spec)?;

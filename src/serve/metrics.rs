@@ -116,6 +116,11 @@ impl Metrics {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     }
 
+    /// Every slot is free again (the engine dropped what was in flight).
+    pub fn slots_cleared(&self) {
+        self.slots_busy.store(0, Ordering::Relaxed);
+    }
+
     pub fn first_token(&self, secs: f64) {
         self.ttft
             .lock()

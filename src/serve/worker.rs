@@ -211,7 +211,9 @@ pub fn serve_jobs(
             metrics,
             stop,
         };
-        match run_batch(model, spec, &mut feed, stop) {
+        let result = run_batch(model, spec, &mut feed, stop);
+        metrics.slots_cleared();
+        match result {
             Ok(()) => {}
             // A context that cannot even be created will not work on a retry.
             Err(e @ EngineError::Context { .. }) => return Err(e),
