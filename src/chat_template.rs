@@ -47,6 +47,15 @@ pub struct Message {
     pub content: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub reasoning_content: Option<String>,
+    /// An assistant turn's calls, `[{"id", "type": "function", "function": {"name",
+    /// "arguments": {…}}}]`, arguments as an object (what templates iterate).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub tool_calls: Option<Vec<serde_json::Value>>,
+    /// A `tool` turn: the call it answers, and the tool's name.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub tool_call_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub name: Option<String>,
 }
 
 impl Message {
@@ -55,6 +64,9 @@ impl Message {
             role: role.to_string(),
             content: content.to_string(),
             reasoning_content: None,
+            tool_calls: None,
+            tool_call_id: None,
+            name: None,
         }
     }
 

@@ -28,3 +28,4 @@ pub mod serve;
 pub mod synth;
 pub mod term;
 pub mod thinking;
+pub mod tools;

@@ -422,3 +422,43 @@ fn bad_serve_arguments_fail_clearly() {
         .unwrap();
     common::assert_clean_failure(&o, "empty");
 }
+
+#[test]
+fn forced_tool_calls_follow_the_schema_on_a_model_without_tool_support() {
+    let server = Server::start(&smollm2(), &["--parallel", "2", "--ctx", "2048"]);
+    server.python("tools.py", &[]);
+}
+
+/// canitoolcall's live probe (PyPI canitoolcall 0.1.1) against the server: SmolLM2's
+/// template shows no tools, so the scenarios that let the model choose get a clear
+/// 400, and the forced one must pass whole, streamed, and equal.
+#[test]
+fn canitoolcall_probe_forced_scenario_passes() {
+    let server = Server::start(&smollm2(), &["--parallel", "4", "--ctx", "2048"]);
+    let report = scratch().join("probe.json");
+    let o = std::process::Command::new("python3")
+        .args(["-m", "canitoolcall", "probe", "--base-url"])
+        .arg(format!("{}/v1", server.url()))
+        .args(["--model", "smollm2", "--json"])
+        .arg(&report)
+        .env("PYTHONPATH", common::data_file("pylib"))
+        .output()
+        .unwrap();
+    eprintln!("{}", String::from_utf8_lossy(&o.stdout));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    for outcome in v["outcomes"].as_array().unwrap() {
+        let status = outcome["status"].as_str().unwrap();
+        if outcome["scenario_id"] == "forced-tool-choice" {
+            assert_eq!(status, "pass", "{outcome}");
+        } else if status == "error" {
+            assert!(
+                outcome["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("does not support tools"),
+                "{outcome}"
+            );
+        }
+    }
+}

@@ -18,6 +18,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 use crate::request::{parse_body, ApiRequest, Endpoint, RequestKind};
+use crate::tools::ToolCall;
 
 /// One parsed input line.
 #[derive(Debug, Clone, PartialEq)]
@@ -194,13 +195,18 @@ pub fn error_key(e: &LineError) -> String {
     }
 }
 
+/// What a finished request answered.
+pub struct Answer<'a> {
+    pub content: &'a str,
+    pub reasoning: &'a str,
+    pub tool_calls: &'a [ToolCall],
+}
+
 /// Builds a success record.
-#[allow(clippy::too_many_arguments)]
 pub fn success_record(
     req: &BatchRequest,
     model: &str,
-    content: &str,
-    reasoning: Option<&str>,
+    answer: &Answer,
     finish_reason: &str,
     prompt_tokens: usize,
     completion_tokens: usize,
@@ -209,9 +215,19 @@ pub fn success_record(
     let request_id = format!("edge-{:016x}", stable_hash(&req.custom_id));
     let body = match &req.request.kind {
         RequestKind::Chat(_) => {
-            let mut message = json!({"role": "assistant", "content": content});
-            if let Some(r) = reasoning.filter(|r| !r.is_empty()) {
-                message["reasoning_content"] = json!(r);
+            let mut message = json!({"role": "assistant", "content": answer.content});
+            if !answer.reasoning.is_empty() {
+                message["reasoning_content"] = json!(answer.reasoning);
+            }
+            if !answer.tool_calls.is_empty() {
+                message["tool_calls"] = answer
+                    .tool_calls
+                    .iter()
+                    .map(|c| c.to_openai(None))
+                    .collect();
+                if answer.content.trim().is_empty() {
+                    message["content"] = Value::Null;
+                }
             }
             json!({
                 "id": format!("chatcmpl-{request_id}"),
@@ -228,7 +244,7 @@ pub fn success_record(
             "object": "text_completion",
             "created": created,
             "model": model,
-            "choices": [{"index": 0, "text": content, "finish_reason": finish_reason}],
+            "choices": [{"index": 0, "text": answer.content, "finish_reason": finish_reason}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
         }),

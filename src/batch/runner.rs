@@ -9,11 +9,11 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Result;
 use serde_json::Value;
 
-use super::{error_record, stable_hash, success_record, BatchRequest};
+use super::{error_record, stable_hash, success_record, Answer, BatchRequest};
 use crate::chat::SamplingOverrides;
 use crate::engine::{run_batch, BatchFeed, ContextSpec, DecodeDone, DecodeJob, JobOutcome, Model};
-use crate::request::prepare::{JobDefaults, PrepareError, ReasoningSplit};
-use crate::thinking::split_all;
+use crate::request::prepare::{JobDefaults, PrepareError, ReasoningSplit, ToolSetup};
+use crate::tools::ReplyParser;
 
 #[derive(Debug, Clone)]
 pub struct RunnerOptions {
@@ -40,6 +40,7 @@ pub struct Finished {
 struct Tag {
     req: BatchRequest,
     split: ReasoningSplit,
+    tools: Option<ToolSetup>,
 }
 
 fn failure(req: &BatchRequest, code: &str, msg: String) -> Finished {
@@ -64,11 +65,17 @@ fn prepare(
     let seed = stable_hash(&format!("{}:{}", opts.seed, req.custom_id)) as u32;
     match crate::request::prepare::prepare(model, &req.request, &defaults, seed) {
         Ok(p) => {
-            let split = p.split;
-            Ok(p.into_job(Tag { req, split }))
+            let (split, tools) = (p.split, p.tools.clone());
+            Ok(p.into_job(Tag { req, split, tools }))
         }
         Err(e @ PrepareError::Template(_)) => Err(failure(&req, "template_error", e.to_string())),
         Err(e @ PrepareError::EmptyPrompt) => Err(failure(&req, "invalid_request", e.to_string())),
+        Err(e @ PrepareError::NoToolSupport) => {
+            Err(failure(&req, "tools_unsupported", e.to_string()))
+        }
+        Err(e @ PrepareError::ToolGrammar(_)) => {
+            Err(failure(&req, "invalid_request", e.to_string()))
+        }
     }
 }
 
@@ -89,18 +96,26 @@ fn record(done: DecodeDone<Tag>, opts: &RunnerOptions) -> Finished {
             n_generated,
             finish,
         } => {
-            let (reasoning, content) = if tag.split.splits {
-                split_all(&text, tag.split.starts_in_reasoning)
+            let reply = ReplyParser::new(
+                tag.split.splits.then_some(tag.split.starts_in_reasoning),
+                tag.tools.as_ref().map(|t| (t.format, t.specs.as_slice())),
+            )
+            .parse_all(&text);
+            let finish = if reply.calls.is_empty() {
+                finish.as_str()
             } else {
-                (String::new(), text)
+                "tool_calls"
             };
             Finished {
                 record: success_record(
                     req,
                     &opts.model_name,
-                    &content,
-                    Some(reasoning.as_str()),
-                    finish.as_str(),
+                    &Answer {
+                        content: &reply.content,
+                        reasoning: &reply.reasoning,
+                        tool_calls: &reply.calls,
+                    },
+                    finish,
                     done.n_prompt,
                     n_generated,
                     now_secs(),

@@ -16,7 +16,7 @@ use llama_cpp_2::token::LlamaToken;
 use super::context::{new_context, ContextSpec};
 use super::error::EngineError;
 use super::model::Model;
-use super::sampling::{eog_bans, Sampling, SamplingError};
+use super::sampling::{eog_bans, GrammarSpec, Sampling, SamplingError};
 use super::session::Utf8Stream;
 
 /// One generation job, ready to decode.
@@ -28,6 +28,8 @@ pub struct DecodeJob<T> {
     pub sampling: Sampling,
     /// Output held to this JSON schema (a grammar).
     pub json_schema: Option<String>,
+    /// Output held to this grammar (tool calls); wins over `json_schema`.
+    pub grammar: Option<GrammarSpec>,
     /// Never sample an end-of-generation token.
     pub ban_eog: bool,
     pub max_tokens: usize,
@@ -214,6 +216,7 @@ pub fn run_batch<T, F: BatchFeed<T>>(
                 let sampler = match job.sampling.sampler_for_job(
                     model,
                     job.json_schema.as_deref(),
+                    job.grammar.as_ref(),
                     job.ban_eog,
                     &bans,
                 ) {

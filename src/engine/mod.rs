@@ -30,5 +30,5 @@ pub use ffi::{ImatrixAcc, QuantizeParams};
 pub use llama_cpp_2::token::LlamaToken as Token;
 pub use logits::{imatrix_collect, tokenize_text, LogitsRunner};
 pub use model::{LoadOptions, Model, Placement};
-pub use sampling::{json_schema_grammar, Sampling, SamplingError};
+pub use sampling::{json_schema_grammar, GrammarSpec, Sampling, SamplingError};
 pub use session::{GenOutput, GenRequest, Session, StopReason, Utf8Stream};

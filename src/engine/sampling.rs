@@ -17,6 +17,14 @@ pub struct Sampling {
     pub seed: u32,
 }
 
+/// A GBNF grammar the output must follow; with trigger words it is lazy: free text
+/// until one of them appears, the grammar from there on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GrammarSpec {
+    pub gbnf: String,
+    pub triggers: Vec<String>,
+}
+
 /// A request's constraint that llama.cpp could not turn into a sampler.
 #[derive(Debug, thiserror::Error)]
 pub enum SamplingError {
@@ -59,6 +67,7 @@ impl Sampling {
         &self,
         model: &Model,
         json_schema: Option<&str>,
+        grammar: Option<&GrammarSpec>,
         ban_eog: bool,
         eog_bans: &[LlamaLogitBias],
     ) -> Result<LlamaSampler, SamplingError> {
@@ -66,7 +75,15 @@ impl Sampling {
         if ban_eog {
             front.push(LlamaSampler::logit_bias(model.n_vocab() as i32, eog_bans));
         }
-        if let Some(schema) = json_schema {
+        if let Some(g) = grammar {
+            let sampler = if g.triggers.is_empty() {
+                LlamaSampler::grammar(&model.llama, &g.gbnf, "root")
+            } else {
+                LlamaSampler::grammar_lazy(&model.llama, &g.gbnf, "root", &g.triggers, &[])
+            }
+            .map_err(|e| SamplingError::Grammar(e.to_string()))?;
+            front.push(sampler);
+        } else if let Some(schema) = json_schema {
             let grammar = json_schema_grammar(schema)?;
             let sampler = LlamaSampler::grammar(&model.llama, &grammar, "root")
                 .map_err(|e| SamplingError::Grammar(e.to_string()))?;

@@ -48,6 +48,24 @@ pub struct ApiRequest {
     pub include_usage: bool,
     /// Log-probabilities wanted, with this many alternatives per token.
     pub logprobs: Option<usize>,
+    /// Tools offered (OpenAI's `{"type": "function", "function": {…}}` entries).
+    pub tools: Vec<Value>,
+    pub tool_choice: ToolChoice,
+    /// More than one call per turn; unset: yes when the model chooses (`auto`), one
+    /// when a call is forced (a small model would otherwise loop on forced calls).
+    pub parallel_tool_calls: Option<bool>,
+}
+
+/// `tool_choice`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ToolChoice {
+    /// The model decides (the default when tools are given).
+    #[default]
+    Auto,
+    None,
+    Required,
+    /// This function must be called.
+    Named(String),
 }
 
 /// A field a client got wrong.
@@ -197,9 +215,145 @@ pub fn parse_messages(v: &Value) -> Result<Vec<Message>, FieldError> {
             };
             let content = content_text(m.get("content"), role, &format!("{param}.content"))?;
             let role = if role == "developer" { "system" } else { role };
-            Ok(Message::new(role, &content))
+            let mut msg = Message::new(role, &content);
+            if role == "assistant" {
+                msg.tool_calls = parse_history_calls(m.get("tool_calls"), &param)?;
+                if let Some(Value::String(r)) = m.get("reasoning_content") {
+                    msg.reasoning_content = Some(r.clone());
+                }
+            }
+            if role == "tool" {
+                msg.tool_call_id = m
+                    .get("tool_call_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                msg.name = m.get("name").and_then(Value::as_str).map(str::to_string);
+            }
+            Ok(msg)
         })
         .collect()
+}
+
+/// An assistant turn's `tool_calls`, with `function.arguments` decoded to an object
+/// (templates iterate or `tojson` it).
+fn parse_history_calls(v: Option<&Value>, param: &str) -> Result<Option<Vec<Value>>, FieldError> {
+    let calls = match v {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(a)) if a.is_empty() => return Ok(None),
+        Some(Value::Array(a)) => a,
+        Some(_) => {
+            return Err(bad(
+                &format!("{param}.tool_calls"),
+                "'tool_calls' must be an array",
+            ))
+        }
+    };
+    let mut out = Vec::with_capacity(calls.len());
+    for (j, c) in calls.iter().enumerate() {
+        let p = format!("{param}.tool_calls[{j}].function");
+        let f = c
+            .get("function")
+            .and_then(Value::as_object)
+            .ok_or_else(|| bad(&p, "each tool call needs a 'function' object"))?;
+        let name = f
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad(&format!("{p}.name"), "a tool call needs a 'name'"))?;
+        let args = match f.get("arguments") {
+            None | Some(Value::Null) => json!({}),
+            Some(Value::String(s)) if s.trim().is_empty() => json!({}),
+            Some(Value::String(s)) => serde_json::from_str::<Value>(s)
+                .ok()
+                .filter(Value::is_object)
+                .ok_or_else(|| {
+                    bad(
+                        &format!("{p}.arguments"),
+                        "'arguments' must be a JSON object (or a string holding one)",
+                    )
+                })?,
+            Some(v @ Value::Object(_)) => v.clone(),
+            Some(_) => {
+                return Err(bad(
+                    &format!("{p}.arguments"),
+                    "'arguments' must be a JSON object (or a string holding one)",
+                ))
+            }
+        };
+        let mut call = json!({"type": "function", "function": {"name": name, "arguments": args}});
+        if let Some(id) = c.get("id").and_then(Value::as_str) {
+            call["id"] = json!(id);
+        }
+        out.push(call);
+    }
+    Ok(Some(out))
+}
+
+/// `tools`, `tool_choice` and `parallel_tool_calls`.
+fn parse_tools(
+    body: &Map<String, Value>,
+) -> Result<(Vec<Value>, ToolChoice, Option<bool>), FieldError> {
+    let tools = match present(body, "tools") {
+        None => Vec::new(),
+        Some(Value::Array(a)) => a.clone(),
+        Some(_) => return Err(bad("tools", "'tools' must be an array")),
+    };
+    let mut names = Vec::new();
+    for (i, t) in tools.iter().enumerate() {
+        let p = format!("tools[{i}]");
+        if t.get("type").and_then(Value::as_str).unwrap_or("function") != "function" {
+            return Err(bad(
+                &format!("{p}.type"),
+                "only tools of type 'function' are supported",
+            ));
+        }
+        let f = t
+            .get("function")
+            .and_then(Value::as_object)
+            .ok_or_else(|| {
+                bad(
+                    &format!("{p}.function"),
+                    "each tool needs a 'function' object",
+                )
+            })?;
+        let name = f
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| {
+                bad(
+                    &format!("{p}.function.name"),
+                    "each function needs a non-empty 'name'",
+                )
+            })?;
+        if let Some(params) = f.get("parameters").filter(|p| !p.is_null()) {
+            if !params.is_object() {
+                return Err(bad(
+                    &format!("{p}.function.parameters"),
+                    "'parameters' must be a JSON schema object",
+                ));
+            }
+        }
+        names.push(name.to_string());
+    }
+    let choice = match present(body, "tool_choice") {
+        None => ToolChoice::Auto,
+        Some(Value::String(s)) => match s.as_str() {
+            "auto" => ToolChoice::Auto,
+            "none" => ToolChoice::None,
+            "required" => ToolChoice::Required,
+            _ => return Err(bad("tool_choice", "'tool_choice' must be none, auto, required or {\"type\": \"function\", \"function\": {\"name\": …}}")),
+        },
+        Some(v) => match v.get("function").and_then(|f| f.get("name")).and_then(Value::as_str) {
+            Some(n) if names.iter().any(|x| x == n) => ToolChoice::Named(n.to_string()),
+            Some(n) => return Err(bad("tool_choice", format!("tool_choice names '{n}', which is not among the tools"))),
+            None => return Err(bad("tool_choice", "a named tool_choice needs function.name")),
+        },
+    };
+    if tools.is_empty() && matches!(choice, ToolChoice::Required | ToolChoice::Named(_)) {
+        return Err(bad("tool_choice", "tool_choice requires 'tools'"));
+    }
+    let parallel = bool_field(body, "parallel_tool_calls")?;
+    Ok((tools, choice, parallel))
 }
 
 fn parse_stop(body: &Map<String, Value>) -> Result<Vec<String>, FieldError> {
@@ -357,7 +511,14 @@ pub fn parse_body(body: &Map<String, Value>, endpoint: Endpoint) -> Result<ApiRe
             _ => None,
         },
     };
+    let (tools, tool_choice, parallel_tool_calls) = match endpoint {
+        Endpoint::Completion => (Vec::new(), ToolChoice::Auto, None),
+        _ => parse_tools(body)?,
+    };
     Ok(ApiRequest {
+        tools,
+        tool_choice,
+        parallel_tool_calls,
         kind,
         max_tokens: max_tokens.map(|n| n as u32),
         temperature: num_in(body, "temperature", 0.0, 2.0)?,

@@ -3,10 +3,12 @@
 
 use serde_json::Value;
 
-use super::{ApiRequest, RequestKind};
+use super::{ApiRequest, RequestKind, ToolChoice};
 use crate::chat::{render_prompt, sampling_for, thinking_on, SamplingOverrides};
-use crate::chat_template::{PromptPart, RenderOptions, ThinkingMode};
-use crate::engine::{DecodeJob, Model, Token};
+use crate::chat_template::{Message, PromptPart, RenderOptions, ThinkingMode};
+use crate::engine::{json_schema_grammar, DecodeJob, GrammarSpec, Model, Token};
+use crate::tools::grammar::tool_grammar;
+use crate::tools::{hermes_preamble, ToolFormat, ToolSpec};
 
 /// What a caller fills in where a request is silent.
 #[derive(Debug, Clone, Default)]
@@ -32,6 +34,17 @@ pub enum PrepareError {
     Template(String),
     #[error("the prompt is empty")]
     EmptyPrompt,
+    #[error("this model's template does not support tools (tool_choice \"required\" or a named function still works: the tools are then described to the model and the call is forced)")]
+    NoToolSupport,
+    #[error("the tool grammar: {0}")]
+    ToolGrammar(String),
+}
+
+/// The tools a request offered, in the format the model writes them.
+#[derive(Debug, Clone)]
+pub struct ToolSetup {
+    pub format: ToolFormat,
+    pub specs: Vec<ToolSpec>,
 }
 
 /// A request rendered and tokenized, waiting for its caller's tag.
@@ -39,6 +52,8 @@ pub enum PrepareError {
 pub struct Prepared {
     pub prompt: Vec<Token>,
     pub split: ReasoningSplit,
+    /// Set when the answer is to be parsed for tool calls.
+    pub tools: Option<ToolSetup>,
     job: DecodeJob<()>,
 }
 
@@ -50,6 +65,7 @@ impl Prepared {
             prompt: self.prompt,
             sampling: j.sampling,
             json_schema: j.json_schema,
+            grammar: j.grammar,
             ban_eog: j.ban_eog,
             max_tokens: j.max_tokens,
             stop: j.stop,
@@ -68,14 +84,30 @@ pub fn prepare(
 ) -> Result<Prepared, PrepareError> {
     let mode = model.template.caps().thinking;
     let thinking = thinking_on(mode, req.enable_thinking);
+    let (tools, grammar) = tool_setup(model, req)?;
     let (prompt, split) = match &req.kind {
         RequestKind::Chat(messages) => {
-            let opts = RenderOptions {
+            let mut opts = RenderOptions {
                 add_generation_prompt: true,
                 enable_thinking: (mode == ThinkingMode::Switchable).then_some(thinking),
                 extra: Default::default(),
             };
-            let rendered = render_prompt(&model.template, messages, &opts)
+            let mut messages = messages.clone();
+            if let Some(t) = &tools {
+                if ToolFormat::detect(model.template.source()).is_some() {
+                    opts.extra.insert(
+                        "tools".into(),
+                        Value::Array(t.specs.iter().map(|s| s.raw.clone()).collect()),
+                    );
+                } else {
+                    let preamble = hermes_preamble(&t.specs);
+                    match messages.first_mut().filter(|m| m.role == "system") {
+                        Some(sys) => sys.content = format!("{}\n\n{preamble}", sys.content),
+                        None => messages.insert(0, Message::system(&preamble)),
+                    }
+                }
+            }
+            let rendered = render_prompt(&model.template, &messages, &opts)
                 .map_err(|e| PrepareError::Template(format!("{e:#}")))?;
             (
                 model.tokenize_parts(&rendered.parts),
@@ -114,11 +146,13 @@ pub fn prepare(
     Ok(Prepared {
         prompt,
         split,
+        tools,
         job: DecodeJob {
             tag: (),
             prompt: Vec::new(),
             sampling: sampling_for(mode != ThinkingMode::None, thinking, &overrides),
             json_schema: req.json_schema.as_ref().map(Value::to_string),
+            grammar,
             ban_eog: req.ignore_eos,
             max_tokens: req.max_tokens.unwrap_or(defaults.max_tokens).max(1) as usize,
             stop: req.stop.clone(),
@@ -126,4 +160,50 @@ pub fn prepare(
             logprobs: req.logprobs,
         },
     })
+}
+
+/// The tools to offer and the grammar that holds calls to them, per `tool_choice`.
+fn tool_setup(
+    model: &Model,
+    req: &ApiRequest,
+) -> Result<(Option<ToolSetup>, Option<GrammarSpec>), PrepareError> {
+    if req.tools.is_empty()
+        || req.tool_choice == ToolChoice::None
+        || !matches!(req.kind, RequestKind::Chat(_))
+    {
+        return Ok((None, None));
+    }
+    let specs: Vec<ToolSpec> = req.tools.iter().filter_map(ToolSpec::from_openai).collect();
+    let (format, lazy, only) = match (
+        ToolFormat::detect(model.template.source()),
+        &req.tool_choice,
+    ) {
+        (None, ToolChoice::Auto) => return Err(PrepareError::NoToolSupport),
+        (detected, choice) => (
+            detected.unwrap_or(ToolFormat::Hermes),
+            *choice == ToolChoice::Auto,
+            match choice {
+                ToolChoice::Named(n) => Some(n.as_str()),
+                _ => None,
+            },
+        ),
+    };
+    let to_gbnf =
+        |schema: &Value| json_schema_grammar(&schema.to_string()).map_err(|e| e.to_string());
+    let g = tool_grammar(
+        format,
+        &specs,
+        only,
+        req.parallel_tool_calls.unwrap_or(lazy),
+        lazy,
+        &to_gbnf,
+    )
+    .map_err(PrepareError::ToolGrammar)?;
+    Ok((
+        Some(ToolSetup { format, specs }),
+        Some(GrammarSpec {
+            gbnf: g.gbnf,
+            triggers: g.triggers,
+        }),
+    ))
 }

@@ -14,14 +14,15 @@ use super::protocol::{ApiError, Usage};
 use super::state::AppState;
 use super::worker::{Event, Rejected, Ticket};
 use crate::engine::{json_schema_grammar, FinishReason, JobOutcome, TokenEvent, TokenLogprob};
-use crate::request::prepare::{prepare, PrepareError, ReasoningSplit};
+use crate::request::prepare::{prepare, PrepareError, ReasoningSplit, ToolSetup};
 use crate::request::ApiRequest;
-use crate::thinking::{split_all, Segment, ThinkParser};
+use crate::tools::{Reply, ReplyEvent, ReplyParser, ToolCall};
 
 /// A queued request.
 pub struct Admitted {
     pub events: UnboundedReceiver<Event>,
     pub split: ReasoningSplit,
+    pub tools: Option<ToolSetup>,
     pub n_prompt: usize,
     pub arrived: Instant,
 }
@@ -44,6 +45,14 @@ pub async fn admit(state: &Arc<AppState>, req: &ApiRequest) -> Result<Admitted, 
                 ApiError::invalid(e.to_string()).with_code("template_error")
             }
             PrepareError::EmptyPrompt => ApiError::invalid(e.to_string()),
+            PrepareError::NoToolSupport => ApiError {
+                param: Some("tools".into()),
+                ..ApiError::invalid(e.to_string()).with_code("tools_unsupported")
+            },
+            PrepareError::ToolGrammar(_) => ApiError {
+                param: Some("tools".into()),
+                ..ApiError::invalid(e.to_string())
+            },
         })
     })
     .await
@@ -53,11 +62,13 @@ pub async fn admit(state: &Arc<AppState>, req: &ApiRequest) -> Result<Admitted, 
         return Err(ApiError::context_length(n_prompt, state.ctx_per_seq));
     }
     let split = prepared.split;
+    let tools = prepared.tools.clone();
     let (ticket, events) = Ticket::new(arrived);
     match state.queue.submit(prepared.into_job(ticket)) {
         Ok(()) => Ok(Admitted {
             events,
             split,
+            tools,
             n_prompt,
             arrived,
         }),
@@ -71,6 +82,7 @@ pub async fn admit(state: &Arc<AppState>, req: &ApiRequest) -> Result<Admitted, 
 pub struct Answer {
     pub content: String,
     pub reasoning: String,
+    pub tool_calls: Vec<ToolCall>,
     pub finish: &'static str,
     pub logprobs: Vec<TokenLogprob>,
     pub n_prompt: usize,
@@ -122,12 +134,15 @@ pub async fn collect(state: &AppState, mut a: Admitted) -> Result<Answer, ApiErr
                     },
                 ..
             } => {
-                (answer.reasoning, answer.content) = if a.split.splits {
-                    split_all(&text, a.split.starts_in_reasoning)
+                let reply: Reply = reply_parser(a.split, a.tools.as_ref()).parse_all(&text);
+                answer.reasoning = reply.reasoning;
+                answer.content = reply.content;
+                answer.finish = if reply.calls.is_empty() {
+                    finish_name(finish)
                 } else {
-                    (String::new(), text)
+                    "tool_calls"
                 };
-                answer.finish = finish_name(finish);
+                answer.tool_calls = reply.calls;
                 answer.n_generated = n_generated;
                 return Ok(answer);
             }
@@ -141,12 +156,21 @@ pub fn finish_name(f: FinishReason) -> &'static str {
     f.as_str()
 }
 
+/// The parser for a request's output: reasoning split as its template thinks, calls
+/// parsed when it offered tools.
+pub fn reply_parser(split: ReasoningSplit, tools: Option<&ToolSetup>) -> ReplyParser {
+    ReplyParser::new(
+        split.splits.then_some(split.starts_in_reasoning),
+        tools.map(|t| (t.format, t.specs.as_slice())),
+    )
+}
+
 /// What a streaming handler turns into chunks or lines.
 #[derive(Debug)]
 pub enum Piece {
     /// Text and the log-probabilities of the token that produced it.
     Text {
-        segments: Vec<Segment>,
+        segments: Vec<ReplyEvent>,
         logprobs: Option<TokenLogprob>,
     },
     Finished {
@@ -157,28 +181,29 @@ pub enum Piece {
     Failed(ApiError),
 }
 
-/// Turns a job's events into reasoning/answer pieces, as they become certain.
+/// Turns a job's events into reasoning, content and tool calls, as they become certain.
 pub struct Pieces {
-    think: Option<ThinkParser>,
+    parser: ReplyParser,
     streamed: usize,
+    n_calls: usize,
 }
 
 impl Pieces {
-    pub fn new(split: ReasoningSplit) -> Pieces {
+    pub fn new(split: ReasoningSplit, tools: Option<&ToolSetup>) -> Pieces {
         Pieces {
-            think: split
-                .splits
-                .then(|| ThinkParser::new(split.starts_in_reasoning)),
+            parser: reply_parser(split, tools),
             streamed: 0,
+            n_calls: 0,
         }
     }
 
-    fn segments(&mut self, text: &str) -> Vec<Segment> {
-        match &mut self.think {
-            Some(p) => p.push(text),
-            None if text.is_empty() => Vec::new(),
-            None => vec![Segment::Answer(text.to_string())],
-        }
+    fn segments(&mut self, text: &str) -> Vec<ReplyEvent> {
+        let events = self.parser.push(text);
+        self.n_calls += events
+            .iter()
+            .filter(|e| matches!(e, ReplyEvent::Call(_)))
+            .count();
+        events
     }
 
     pub fn on_token(&mut self, t: TokenEvent) -> Piece {
@@ -201,16 +226,23 @@ impl Pieces {
         };
         let rest = text.get(self.streamed..).unwrap_or_default().to_string();
         let mut segments = self.segments(&rest);
-        if let Some(p) = &mut self.think {
-            segments.extend(p.finish());
-        }
+        let tail = self.parser.finish();
+        self.n_calls += tail
+            .iter()
+            .filter(|e| matches!(e, ReplyEvent::Call(_)))
+            .count();
+        segments.extend(tail);
         vec![
             Piece::Text {
                 segments,
                 logprobs: None,
             },
             Piece::Finished {
-                finish: finish_name(finish),
+                finish: if self.n_calls > 0 {
+                    "tool_calls"
+                } else {
+                    finish_name(finish)
+                },
                 n_prompt,
                 n_generated,
             },
@@ -222,7 +254,7 @@ impl Pieces {
 pub trait StreamFormat: Send + 'static {
     /// Messages sent before any token (OpenAI's role chunk).
     fn start(&mut self) -> Vec<Value>;
-    fn text(&mut self, segments: Vec<Segment>, logprobs: Option<TokenLogprob>) -> Vec<Value>;
+    fn text(&mut self, segments: Vec<ReplyEvent>, logprobs: Option<TokenLogprob>) -> Vec<Value>;
     fn finish(&mut self, finish: &str, usage: Usage, timings: Timings) -> Vec<Value>;
     fn error(&mut self, e: &ApiError) -> Value;
 }
@@ -312,7 +344,7 @@ pub fn frames<F: StreamFormat>(
 ) -> impl futures_util::Stream<Item = Frame> + Send {
     let out: VecDeque<Frame> = format.start().into_iter().map(Frame::Message).collect();
     let s = StreamState {
-        pieces: Pieces::new(admitted.split),
+        pieces: Pieces::new(admitted.split, admitted.tools.as_ref()),
         state,
         admitted,
         format,

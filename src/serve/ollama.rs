@@ -98,6 +98,13 @@ fn with_options(body: &Map<String, Value>, kind: RequestKind) -> Result<ApiReque
         stream: bool_field(body, "stream")?.unwrap_or(true),
         include_usage: false,
         logprobs: None,
+        tools: match body.get("tools") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) => a.clone(),
+            Some(_) => return Err(bad("tools", "'tools' must be an array")),
+        },
+        tool_choice: Default::default(),
+        parallel_tool_calls: None,
     })
 }
 

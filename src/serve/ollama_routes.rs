@@ -19,7 +19,7 @@ use super::ollama::{
 use super::protocol::{ApiError, Usage};
 use super::state::{json_body, AppState};
 use crate::engine::TokenLogprob;
-use crate::thinking::Segment;
+use crate::tools::{ReplyEvent, ToolCall};
 
 /// An [`ApiError`] in Ollama's shape.
 pub struct OllamaError(ApiError);
@@ -72,23 +72,47 @@ impl StreamFormat for LineFormat {
         Vec::new()
     }
 
-    fn text(&mut self, segments: Vec<Segment>, _: Option<TokenLogprob>) -> Vec<Value> {
+    fn text(&mut self, segments: Vec<ReplyEvent>, _: Option<TokenLogprob>) -> Vec<Value> {
         segments
             .into_iter()
             .map(|s| match s {
-                Segment::Reasoning(r) => self.line("", &r, None),
-                Segment::Answer(a) => self.line(&a, "", None),
+                ReplyEvent::Reasoning(r) => self.line("", &r, None),
+                ReplyEvent::Content(a) => self.line(&a, "", None),
+                ReplyEvent::Call(c) => {
+                    let mut v = self.line("", "", None);
+                    with_calls(&mut v, &[c]);
+                    v
+                }
             })
             .collect()
     }
 
     fn finish(&mut self, finish: &str, _: Usage, t: Timings) -> Vec<Value> {
+        let finish = if finish == "tool_calls" {
+            "stop"
+        } else {
+            finish
+        };
         vec![self.line("", "", Some((finish, t)))]
     }
 
     fn error(&mut self, e: &ApiError) -> Value {
         json!({"error": e.message})
     }
+}
+
+/// Ollama's `message.tool_calls`: arguments as an object.
+fn with_calls(line: &mut Value, calls: &[ToolCall]) {
+    if calls.is_empty() || line.get("message").is_none() {
+        return;
+    }
+    line["message"]["tool_calls"] = calls
+        .iter()
+        .map(|c| {
+            let args: Value = serde_json::from_str(&c.arguments).unwrap_or_else(|_| json!({}));
+            json!({"function": {"name": c.name, "arguments": args}})
+        })
+        .collect();
 }
 
 fn ndjson<S>(frames: S) -> Response
@@ -126,7 +150,15 @@ async fn run(
     let arrived = admitted.arrived;
     let a = collect(&state, admitted).await?;
     let t = timings(arrived, a.first_token, a.n_prompt, a.n_generated);
-    Ok(axum::Json(format.line(&a.content, &a.reasoning, Some((a.finish, t)))).into_response())
+    // Ollama ends a turn with calls as "stop".
+    let finish = if a.finish == "tool_calls" {
+        "stop"
+    } else {
+        a.finish
+    };
+    let mut line = format.line(&a.content, &a.reasoning, Some((finish, t)));
+    with_calls(&mut line, &a.tool_calls);
+    Ok(axum::Json(line).into_response())
 }
 
 pub async fn chat(

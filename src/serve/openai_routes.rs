@@ -20,7 +20,7 @@ use super::protocol::{
 use super::state::{json_body, now_unix, AppState, KEEP_ALIVE};
 use crate::engine::TokenLogprob;
 use crate::request::{parse_body, ApiRequest, Endpoint};
-use crate::thinking::Segment;
+use crate::tools::ReplyEvent;
 
 fn meta(state: &AppState, prefix: &str) -> ResponseMeta {
     ResponseMeta {
@@ -54,6 +54,8 @@ where
 struct ChatFormat {
     meta: ResponseMeta,
     include_usage: bool,
+    /// Calls sent so far (each call's `index`).
+    n_calls: usize,
 }
 
 impl StreamFormat for ChatFormat {
@@ -67,18 +69,27 @@ impl StreamFormat for ChatFormat {
         )]
     }
 
-    fn text(&mut self, segments: Vec<Segment>, logprobs: Option<TokenLogprob>) -> Vec<Value> {
+    fn text(&mut self, segments: Vec<ReplyEvent>, logprobs: Option<TokenLogprob>) -> Vec<Value> {
         let mut logprobs = logprobs.map(|l| chat_logprobs(&[l]));
-        let mut out: Vec<Value> = segments
-            .into_iter()
-            .map(|seg| {
-                let delta = match seg {
-                    Segment::Reasoning(r) => json!({"reasoning_content": r}),
-                    Segment::Answer(a) => json!({"content": a}),
-                };
-                chat_chunk(&self.meta, delta, None, logprobs.take(), self.include_usage)
-            })
-            .collect();
+        let mut out: Vec<Value> = Vec::with_capacity(segments.len());
+        for seg in segments {
+            let delta = match seg {
+                ReplyEvent::Reasoning(r) => json!({"reasoning_content": r}),
+                ReplyEvent::Content(a) => json!({"content": a}),
+                // A whole call in one delta: id, type and name once, with the arguments.
+                ReplyEvent::Call(c) => {
+                    self.n_calls += 1;
+                    json!({"tool_calls": [c.to_openai(Some(self.n_calls - 1))]})
+                }
+            };
+            out.push(chat_chunk(
+                &self.meta,
+                delta,
+                None,
+                logprobs.take(),
+                self.include_usage,
+            ));
+        }
         // A token whose text is still held back still reports its log-probability.
         if let Some(lp) = logprobs {
             out.push(chat_chunk(
@@ -122,6 +133,7 @@ pub async fn chat_completions(
         let format = ChatFormat {
             meta,
             include_usage: req.include_usage,
+            n_calls: 0,
         };
         return Ok(sse(frames(state, admitted, format)));
     }
@@ -135,6 +147,7 @@ pub async fn chat_completions(
         &meta,
         &a.content,
         &a.reasoning,
+        &a.tool_calls,
         a.finish,
         logprobs,
         usage,
@@ -154,11 +167,12 @@ impl StreamFormat for CompletionFormat {
         Vec::new()
     }
 
-    fn text(&mut self, segments: Vec<Segment>, logprobs: Option<TokenLogprob>) -> Vec<Value> {
+    fn text(&mut self, segments: Vec<ReplyEvent>, logprobs: Option<TokenLogprob>) -> Vec<Value> {
         let text: String = segments
             .into_iter()
-            .map(|s| match s {
-                Segment::Reasoning(t) | Segment::Answer(t) => t,
+            .filter_map(|s| match s {
+                ReplyEvent::Reasoning(t) | ReplyEvent::Content(t) => Some(t),
+                ReplyEvent::Call(_) => None,
             })
             .collect();
         if text.is_empty() && logprobs.is_none() {

@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 
 use crate::engine::{TokenLogprob, TokenText};
 use crate::request::FieldError;
+use crate::tools::ToolCall;
 
 /// An error answered with OpenAI's envelope `{"error": {message, type, param, code}}`.
 #[derive(Debug, Clone, PartialEq)]
@@ -195,6 +196,7 @@ pub fn chat_completion(
     meta: &ResponseMeta,
     content: &str,
     reasoning: &str,
+    tool_calls: &[ToolCall],
     finish_reason: &str,
     logprobs: Option<Value>,
     usage: Usage,
@@ -202,6 +204,13 @@ pub fn chat_completion(
     let mut message = json!({"role": "assistant", "content": content});
     if !reasoning.is_empty() {
         message["reasoning_content"] = json!(reasoning);
+    }
+    if !tool_calls.is_empty() {
+        message["tool_calls"] = tool_calls.iter().map(|c| c.to_openai(None)).collect();
+        // Whitespace around calls is not an answer.
+        if content.trim().is_empty() {
+            message["content"] = Value::Null;
+        }
     }
     json!({
         "id": meta.id,
@@ -313,6 +322,7 @@ mod tests {
             &meta(),
             "Paris",
             "hmm",
+            &[],
             "stop",
             None,
             Usage {
