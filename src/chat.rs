@@ -151,6 +151,8 @@ pub struct ChatSettings {
     pub think_budget: Option<u32>,
     pub max_tokens: u32,
     pub sampling: SamplingOverrides,
+    /// Tools shown to the model (OpenAI's function entries), rendered by its template.
+    pub tools: Vec<serde_json::Value>,
 }
 
 /// A conversation bound to a llama.cpp session.
@@ -199,11 +201,18 @@ impl<'m> ChatSession<'m> {
     }
 
     pub fn render_options(&self) -> RenderOptions {
+        let mut extra = serde_json::Map::new();
+        if !self.settings.tools.is_empty() {
+            extra.insert(
+                "tools".into(),
+                serde_json::Value::Array(self.settings.tools.clone()),
+            );
+        }
         RenderOptions {
             add_generation_prompt: true,
             enable_thinking: (self.thinking_mode() == ThinkingMode::Switchable)
                 .then(|| self.thinking_on()),
-            extra: Default::default(),
+            extra,
         }
     }
 

@@ -27,6 +27,7 @@ fn greedy(max_tokens: u32) -> ChatSettings {
         think: None,
         think_budget: None,
         max_tokens,
+        tools: Vec::new(),
         sampling: SamplingOverrides {
             temp: Some(0.0),
             seed: Some(1),

@@ -269,3 +269,64 @@ fn bench_prints_llama_bench_json() {
         assert_eq!(r["samples_ns"].as_array().unwrap().len(), 2);
     }
 }
+
+#[test]
+fn run_with_tools_prints_json_lines_and_refuses_what_cannot_work() {
+    let dir = scratch().join("run-tools");
+    std::fs::create_dir_all(&dir).unwrap();
+    let tools = dir.join("tools.json");
+    std::fs::write(
+        &tools,
+        r#"[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]"#,
+    )
+    .unwrap();
+    // Qwen 3's real template renders the tools; the reply is JSON lines only.
+    let q = synth_qwen3_real_vocab(SynthArch::Qwen3);
+    let t = tools.to_str().unwrap();
+    let o = run_edge(&[
+        "run",
+        q.to_str().unwrap(),
+        "--tools",
+        t,
+        "--max-tokens",
+        "8",
+        "--temp",
+        "0",
+        "--think",
+        "off",
+        "hello",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(!out.trim().is_empty());
+    for line in out.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            v.get("content").is_some() || v["function"]["name"] == "get_weather",
+            "{v}"
+        );
+    }
+    // SmolLM2's template has no tools.
+    let m = smollm2();
+    let o = run_edge(&["run", m.to_str().unwrap(), "--tools", t, "hello"]);
+    assert_clean_failure(&o, "does not support tools");
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, r#"[{"type": "function", "function": {}}]"#).unwrap();
+    let o = run_edge(&[
+        "run",
+        q.to_str().unwrap(),
+        "--tools",
+        bad.to_str().unwrap(),
+        "hello",
+    ]);
+    assert_clean_failure(&o, "name");
+    let o = run_edge(&[
+        "run",
+        q.to_str().unwrap(),
+        "--tools",
+        dir.join("missing.json").to_str().unwrap(),
+        "hello",
+    ]);
+    assert_clean_failure(&o, "cannot read tools file");
+}

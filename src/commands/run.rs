@@ -17,6 +17,7 @@ use crate::engine::{GenOutput, LoadOptions, Model, StopReason};
 use crate::resolve::resolve_model;
 use crate::term::{dim, stderr_color};
 use crate::thinking::Segment;
+use crate::tools::{parse_calls, ToolFormat, ToolSpec};
 
 const DEFAULT_MAX_TOKENS: u32 = 4096;
 
@@ -54,6 +55,11 @@ pub struct RunArgs {
     /// Print the placement plan and exit without loading the model.
     #[arg(long)]
     pub plan_only: bool,
+    /// Offer these tools (a JSON file: an array of OpenAI function tools, or
+    /// {"tools": [...]}); the reply prints as JSON lines: {"content": ...} and one
+    /// {"id", "type", "function": {"name", "arguments"}} per call. Needs a prompt.
+    #[arg(long, value_name = "FILE")]
+    pub tools: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub context: ContextArgs,
     #[command(flatten)]
@@ -80,6 +86,15 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<ExitCode> {
             Some(s)
         }
         None => None,
+    };
+    let tools = match &args.tools {
+        Some(file) => {
+            if prompt.is_none() {
+                bail!("--tools needs a prompt (one-shot mode)");
+            }
+            read_tools(file)?
+        }
+        None => Vec::new(),
     };
     let label = path.display().to_string();
     let ctx = args.context.ctx.map(u64::from);
@@ -117,6 +132,15 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<ExitCode> {
         think_budget: args.think_budget,
         max_tokens: args.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
         sampling: args.sampling.overrides(),
+        tools: tools.clone(),
+    };
+    let tool_format = if tools.is_empty() {
+        None
+    } else {
+        Some(
+            ToolFormat::detect(model.template.source())
+                .ok_or_else(|| anyhow::anyhow!("this model's template does not support tools"))?,
+        )
     };
     let mut chat = ChatSession::new(session, settings);
     let stop = super::signals::interrupt_flag()?;
@@ -125,6 +149,27 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<ExitCode> {
         color: stderr_color(),
     };
 
+    if let (Some(prompt), Some(format)) = (&prompt, tool_format) {
+        let out = chat
+            .send(prompt.trim_end_matches('\n'), &stop, &mut |s| {
+                if matches!(s, Segment::Reasoning(_)) {
+                    printer.print(s)
+                }
+            })
+            .map_err(with_hints)?;
+        let specs: Vec<ToolSpec> = tools.iter().filter_map(ToolSpec::from_openai).collect();
+        let parsed = parse_calls(format, &specs, &out.answer);
+        if !parsed.content.trim().is_empty() {
+            println!("{}", serde_json::json!({"content": parsed.content.trim()}));
+        }
+        for call in &parsed.calls {
+            println!("{}", call.to_openai(None));
+        }
+        return Ok(match out.stop {
+            StopReason::Interrupted => ExitCode::from(130),
+            _ => ExitCode::SUCCESS,
+        });
+    }
     if let Some(prompt) = prompt {
         let out = chat
             .send(prompt.trim_end_matches('\n'), &stop, &mut |s| {
@@ -142,6 +187,28 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<ExitCode> {
     }
     repl(&mut chat, &stop, &printer, args.stats)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The tools in `file`, validated as a request's `tools` would be.
+fn read_tools(file: &std::path::Path) -> Result<Vec<serde_json::Value>> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read tools file {}", file.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", file.display()))?;
+    let list = match v {
+        serde_json::Value::Object(mut o) if o.contains_key("tools") => {
+            o.remove("tools").unwrap_or_default()
+        }
+        other => other,
+    };
+    let mut body = serde_json::Map::new();
+    body.insert("tools".into(), list);
+    let (tools, _, _) = crate::request::parse_tools(&body)
+        .map_err(|e| anyhow::anyhow!("{}: {}", file.display(), e.message))?;
+    if tools.is_empty() {
+        bail!("{} lists no tools", file.display());
+    }
+    Ok(tools)
 }
 
 struct Printer {

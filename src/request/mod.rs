@@ -289,7 +289,7 @@ fn parse_history_calls(v: Option<&Value>, param: &str) -> Result<Option<Vec<Valu
 }
 
 /// `tools`, `tool_choice` and `parallel_tool_calls`.
-fn parse_tools(
+pub fn parse_tools(
     body: &Map<String, Value>,
 ) -> Result<(Vec<Value>, ToolChoice, Option<bool>), FieldError> {
     let tools = match present(body, "tools") {
