@@ -244,6 +244,7 @@ impl<'m> ChatSession<'m> {
                 None
             },
             starts_in_reasoning: rendered.starts_in_reasoning,
+            stop: self.session.model.chat_stop.clone(),
         };
         let out = self.session.generate(&tokens, &req, stop, on_segment)?;
         self.history.push(Message::user(user));

@@ -12,6 +12,7 @@ pub mod batch;
 pub mod calibrate;
 pub mod catalog;
 pub mod chat;
+pub mod chat_formats;
 pub mod chat_template;
 pub mod cli;
 pub mod commands;

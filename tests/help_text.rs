@@ -86,7 +86,8 @@ fn every_subcommand_help_matches_its_golden_file() {
 fn context_help_states_the_planner_policy() {
     for cmd in ["run", "batch", "plan"] {
         let o = run_edge(&[cmd, "--help"]);
-        let help = stdout(&o);
+        // Words, not line wrapping, are what users read.
+        let help = stdout(&o).split_whitespace().collect::<Vec<_>>().join(" ");
         assert!(
             help.contains("up to 8192") && help.contains("until the plan fits"),
             "edge {cmd} --help: {help}"

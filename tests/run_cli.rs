@@ -330,3 +330,53 @@ fn run_with_tools_prints_json_lines_and_refuses_what_cannot_work() {
     ]);
     assert_clean_failure(&o, "cannot read tools file");
 }
+
+#[test]
+fn a_model_without_a_chat_template_gets_its_family_format_and_stops() {
+    let no_template = scratch().join("smollm2-no-template.gguf");
+    gguf_without_key(&smollm2(), "tokenizer.chat_template", &no_template);
+    let m = no_template.to_str().unwrap();
+    let o = run_edge(&[
+        "run",
+        m,
+        "Name the capital of France.",
+        "--temp",
+        "0",
+        "--max-tokens",
+        "200",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // SmolLM2's vocabulary has ChatML's tokens: the format is picked from them, and the
+    // answer ends at the end of the turn rather than inventing turns.
+    assert!(
+        stderr(&o).contains("using the chatml format (from its vocabulary)"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stdout(&o).contains("Paris"), "{}", stdout(&o));
+    assert!(
+        !stderr(&o).contains("--max-tokens"),
+        "it ran to the limit: {}",
+        stderr(&o)
+    );
+    assert!(
+        !stdout(&o).contains("<|im_start|>") && !stdout(&o).contains("user\n"),
+        "{}",
+        stdout(&o)
+    );
+    // --chat-template overrides the choice (plain completion) and rejects nonsense.
+    let o = run_edge(&[
+        "run",
+        m,
+        "The capital of France is",
+        "--chat-template",
+        "plain",
+        "--temp",
+        "0",
+        "--max-tokens",
+        "8",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run_edge(&["run", m, "hi", "--chat-template", "no-such-format"]);
+    assert_clean_failure(&o, "neither a built-in format");
+}

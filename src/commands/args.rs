@@ -5,10 +5,11 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use crate::engine::{EngineError, LoadOptions, Model};
+use crate::chat_formats::BuiltinFormat;
+use crate::engine::{ChatTemplateChoice, EngineError, LoadOptions, Model};
 use crate::loading::{plan_file, LoadError, PlacementRequest, PlannedModel};
 use crate::planner::{KvType, Suggestion};
 use crate::term::{human_bytes, parse_size};
@@ -58,6 +59,60 @@ pub struct ContextArgs {
     /// to 8192, halved down to 2048 until the plan fits the device).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(16..))]
     pub ctx: Option<u32>,
+}
+
+/// The chat template of commands that chat.
+#[derive(Debug, Args, Clone, Default)]
+pub struct TemplateArgs {
+    /// Use this chat format instead of the model's own: a built-in name (chatml, gemma,
+    /// llama3, phi3, mistral, plain) or a Jinja template file. Models without a template
+    /// get one picked from their vocabulary.
+    #[arg(long, value_name = "NAME|FILE")]
+    pub chat_template: Option<String>,
+}
+
+impl TemplateArgs {
+    /// What was asked for, checked before any model loads.
+    pub fn choice(&self) -> Result<Option<ChatTemplateChoice>> {
+        let Some(arg) = &self.chat_template else {
+            return Ok(None);
+        };
+        if let Some(f) = BuiltinFormat::by_name(arg) {
+            return Ok(Some(ChatTemplateChoice::Builtin(f)));
+        }
+        let path = std::path::Path::new(arg);
+        if !path.exists() {
+            let names: Vec<&str> = crate::chat_formats::ALL.iter().map(|f| f.name()).collect();
+            bail!(
+                "--chat-template '{arg}' is neither a built-in format ({}) nor a file",
+                names.join(", ")
+            );
+        }
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read chat template {}", path.display()))?;
+        Ok(Some(ChatTemplateChoice::Source(text)))
+    }
+}
+
+/// Applies `--chat-template` to a loaded model, and says which format a model
+/// without a template got.
+pub fn apply_template(model: &mut Model, choice: Option<&ChatTemplateChoice>) -> Result<()> {
+    match choice {
+        Some(c) => model.set_chat_template(c)?,
+        None => match model.builtin_format {
+            Some(BuiltinFormat::Plain) => eprintln!(
+                "edge: note: {} has no chat template and no chat format was recognised in its vocabulary: plain completion (--chat-template picks one)",
+                model.path.display()
+            ),
+            Some(f) => eprintln!(
+                "edge: note: {} has no chat template; using the {} format (from its vocabulary)",
+                model.path.display(),
+                f.name()
+            ),
+            None => {}
+        },
+    }
+    Ok(())
 }
 
 #[derive(Debug, Args, Clone, Copy, Default)]

@@ -8,7 +8,10 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 
-use super::args::{plan_and_load, ContextArgs, PlacementArgs, SamplingArgs, ThreadArgs};
+use super::args::{
+    apply_template, plan_and_load, ContextArgs, PlacementArgs, SamplingArgs, TemplateArgs,
+    ThreadArgs,
+};
 use crate::batch::job::BatchJob;
 use crate::batch::runner::RunnerOptions;
 use crate::batch::{
@@ -47,6 +50,8 @@ pub struct BatchArgs {
     /// No progress bar.
     #[arg(short, long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub template: TemplateArgs,
     #[command(flatten)]
     pub context: ContextArgs,
     #[command(flatten)]
@@ -94,8 +99,9 @@ pub fn run(args: BatchArgs, verbose: bool) -> Result<ExitCode> {
         );
     }
     let stop = super::signals::interrupt_flag()?;
+    let template = args.template.choice()?;
     if !job.todo.is_empty() {
-        let (planned, model) = plan_and_load(
+        let (planned, mut model) = plan_and_load(
             &path,
             &model_name,
             &args.placement,
@@ -106,6 +112,7 @@ pub fn run(args: BatchArgs, verbose: bool) -> Result<ExitCode> {
                 progress: !args.quiet,
             },
         )?;
+        apply_template(&mut model, template.as_ref())?;
         let spec = planned.context(args.threads.get());
         let opts = RunnerOptions {
             default_max_tokens: args.max_tokens,

@@ -8,8 +8,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use super::args::{
-    plan_and_load, plan_for, plan_report, with_hints, ContextArgs, PlacementArgs, SamplingArgs,
-    ThreadArgs,
+    apply_template, plan_and_load, plan_for, plan_report, with_hints, ContextArgs, PlacementArgs,
+    SamplingArgs, TemplateArgs, ThreadArgs,
 };
 use crate::chat::{ChatSession, ChatSettings};
 use crate::chat_template::ThinkingMode;
@@ -60,6 +60,8 @@ pub struct RunArgs {
     /// {"id", "type", "function": {"name", "arguments"}} per call. Needs a prompt.
     #[arg(long, value_name = "FILE")]
     pub tools: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub template: TemplateArgs,
     #[command(flatten)]
     pub context: ContextArgs,
     #[command(flatten)]
@@ -113,13 +115,9 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<ExitCode> {
         verbose,
         progress: interactive || args.stats,
     };
-    let (planned, model) = plan_and_load(&path, &label, &args.placement, ctx, 1, &opts)?;
-    if model.template_is_fallback {
-        eprintln!(
-            "edge: note: {} has no chat template; using ChatML",
-            path.display()
-        );
-    }
+    let template = args.template.choice()?;
+    let (planned, mut model) = plan_and_load(&path, &label, &args.placement, ctx, 1, &opts)?;
+    apply_template(&mut model, template.as_ref())?;
     let session = model.new_session(&planned.context(args.threads.get()))?;
 
     let mode = model.template.caps().thinking;

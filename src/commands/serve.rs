@@ -7,7 +7,8 @@ use anyhow::Result;
 use clap::Args;
 
 use super::args::{
-    load_planned, plan_for, plan_report, ContextArgs, PlacementArgs, SamplingArgs, ThreadArgs,
+    apply_template, load_planned, plan_for, plan_report, ContextArgs, PlacementArgs, SamplingArgs,
+    TemplateArgs, ThreadArgs,
 };
 use crate::engine::LoadOptions;
 use crate::request::prepare::JobDefaults;
@@ -44,6 +45,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub alias: Option<String>,
     #[command(flatten)]
+    pub template: TemplateArgs,
+    #[command(flatten)]
     pub context: ContextArgs,
     #[command(flatten)]
     pub threads: ThreadArgs,
@@ -57,6 +60,7 @@ pub fn run(args: ServeArgs, verbose: bool) -> Result<ExitCode> {
     if args.api_key.as_deref() == Some("") {
         anyhow::bail!("--api-key (or EDGE_API_KEY) is empty");
     }
+    let template = args.template.choice()?;
     let path = resolve_model(&args.model)?;
     let planned = plan_for(
         &path,
@@ -102,7 +106,11 @@ pub fn run(args: ServeArgs, verbose: bool) -> Result<ExitCode> {
     let parallel = args.parallel;
     serve(
         config,
-        Box::new(move || load_planned(&planned, &opts)),
+        Box::new(move || {
+            let mut model = load_planned(&planned, &opts)?;
+            apply_template(&mut model, template.as_ref())?;
+            Ok(model)
+        }),
         Box::new(move |_| {
             eprintln!("edge: ready: {model_id}, {parallel} slots of {ctx_per_seq} tokens");
         }),

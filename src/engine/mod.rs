@@ -29,6 +29,6 @@ pub use error::EngineError;
 pub use ffi::{ImatrixAcc, QuantizeParams};
 pub use llama_cpp_2::token::LlamaToken as Token;
 pub use logits::{imatrix_collect, tokenize_text, LogitsRunner};
-pub use model::{LoadOptions, Model, Placement};
+pub use model::{ChatTemplateChoice, LoadOptions, Model, Placement};
 pub use sampling::{json_schema_grammar, GrammarSpec, Sampling, SamplingError};
 pub use session::{GenOutput, GenRequest, Session, StopReason, Utf8Stream};

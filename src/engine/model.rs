@@ -11,7 +11,8 @@ use llama_cpp_2::token::LlamaToken;
 use super::backend::backend;
 use super::error::EngineError;
 use super::ffi;
-use crate::chat_template::{ChatTemplate, PromptPart, SpecialTokens, FALLBACK_CHATML};
+use crate::chat_formats::BuiltinFormat;
+use crate::chat_template::{ChatTemplate, PromptPart, SpecialTokens};
 use crate::gguf_info::{check_loadable, GgufFile, ModelFacts};
 use crate::planner::Plan;
 
@@ -21,11 +22,22 @@ pub struct Model {
     pub path: PathBuf,
     pub facts: ModelFacts,
     pub template: ChatTemplate,
-    /// The GGUF had no chat template; [`FALLBACK_CHATML`] is used.
-    pub template_is_fallback: bool,
+    /// The built-in format in use when the GGUF has no chat template (picked from its
+    /// vocabulary) or `--chat-template NAME` chose one.
+    pub builtin_format: Option<BuiltinFormat>,
+    /// Text that ends the model's turn under a built-in format (stop strings).
+    pub chat_stop: Vec<String>,
     pub load_ms: f64,
     /// Where the weights went (the plan's, or all on the CPU).
     pub placement: Placement,
+}
+
+/// What `--chat-template` chose.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChatTemplateChoice {
+    Builtin(BuiltinFormat),
+    /// A Jinja template's text.
+    Source(String),
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -121,9 +133,16 @@ impl Model {
         let load_ms = started.elapsed().as_secs_f64() * 1000.0;
 
         let special = special_tokens(&llama);
-        let (source, template_is_fallback) = match gguf.get_str("tokenizer.chat_template") {
-            Some(t) => (t.to_string(), false),
-            None => (FALLBACK_CHATML.to_string(), true),
+        let builtin_format = match gguf.get_str("tokenizer.chat_template") {
+            Some(_) => None,
+            None => Some(BuiltinFormat::detect(&facts.architecture, &|t| {
+                single_token(&llama, t)
+            })),
+        };
+        let source = match (gguf.get_str("tokenizer.chat_template"), builtin_format) {
+            (Some(t), _) => t.to_string(),
+            (None, Some(f)) => f.template().to_string(),
+            (None, None) => unreachable!("a format is picked when the GGUF has no template"),
         };
         let template = ChatTemplate::new(&source, special).map_err(|e| EngineError::Template {
             path: path.to_path_buf(),
@@ -134,10 +153,33 @@ impl Model {
             path: path.to_path_buf(),
             facts,
             template,
-            template_is_fallback,
+            chat_stop: builtin_format
+                .map(|f| f.end_of_turn().iter().map(|s| s.to_string()).collect())
+                .unwrap_or_default(),
+            builtin_format,
             load_ms,
             placement: placement.clone(),
         })
+    }
+
+    /// Replaces the chat template: a built-in format's name, or a Jinja file's text
+    /// (`--chat-template NAME|FILE`).
+    pub fn set_chat_template(&mut self, choice: &ChatTemplateChoice) -> Result<(), EngineError> {
+        let (source, builtin) = match choice {
+            ChatTemplateChoice::Builtin(f) => (f.template().to_string(), Some(*f)),
+            ChatTemplateChoice::Source(s) => (s.clone(), None),
+        };
+        self.template = ChatTemplate::new(&source, special_tokens(&self.llama)).map_err(|e| {
+            EngineError::Template {
+                path: self.path.clone(),
+                reason: format!("{e:#}"),
+            }
+        })?;
+        self.chat_stop = builtin
+            .map(|f| f.end_of_turn().iter().map(|s| s.to_string()).collect())
+            .unwrap_or_default();
+        self.builtin_format = builtin;
+        Ok(())
     }
 
     /// Tokenizes prompt parts: template text with special-token parsing, user text
@@ -199,6 +241,12 @@ impl Model {
     pub(super) fn piece(&self, token: LlamaToken) -> Vec<u8> {
         self.llama.vocab().token_to_piece(token, false, None)
     }
+}
+
+/// Whether one token spells `text` (a marker the vocabulary knows).
+fn single_token(model: &LlamaModel, text: &str) -> bool {
+    let tokens = model.vocab().tokenize(text.as_bytes(), false, true);
+    tokens.len() == 1 && vocab_text(model, tokens[0]).is_some_and(|t| t == text)
 }
 
 fn vocab_text(model: &LlamaModel, token: LlamaToken) -> Option<String> {

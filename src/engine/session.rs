@@ -23,6 +23,9 @@ pub struct GenRequest {
     pub think_budget: Option<u32>,
     /// The prompt opened `<think>` itself, so output starts inside reasoning.
     pub starts_in_reasoning: bool,
+    /// Text that ends the turn (a built-in chat format's end-of-turn markers, for
+    /// vocabularies where they are not special tokens); cut from the answer.
+    pub stop: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,6 +210,16 @@ impl<'m> Session<'m> {
                 n_reasoning_tokens += 1;
             }
             emit(segs, &mut reasoning, &mut answer);
+            if let Some(cut) = req
+                .stop
+                .iter()
+                .filter_map(|s| answer.find(s.as_str()))
+                .min()
+            {
+                answer.truncate(cut);
+                stop = StopReason::EndOfTurn;
+                break;
+            }
             self.decode_append(&[token])?;
 
             if let Some(budget) = req.think_budget {

@@ -155,7 +155,11 @@ pub fn prepare(
             grammar,
             ban_eog: req.ignore_eos,
             max_tokens: req.max_tokens.unwrap_or(defaults.max_tokens).max(1) as usize,
-            stop: req.stop.clone(),
+            stop: match req.kind {
+                // A built-in chat format's end-of-turn text ends the answer.
+                RequestKind::Chat(_) => req.stop.iter().chain(&model.chat_stop).cloned().collect(),
+                RequestKind::Completion(_) => req.stop.clone(),
+            },
             stream: req.stream,
             logprobs: req.logprobs,
         },

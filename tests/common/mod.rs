@@ -157,3 +157,78 @@ pub fn smollm2_as(ty: &str) -> PathBuf {
     }
     out
 }
+
+/// Copies a GGUF without the metadata key `key` (tensor data kept, realigned).
+pub fn gguf_without_key(src: &Path, key: &str, dst: &Path) {
+    let data = std::fs::read(src).unwrap();
+    let u32_at = |p: usize| u32::from_le_bytes(data[p..p + 4].try_into().unwrap());
+    let u64_at = |p: usize| u64::from_le_bytes(data[p..p + 8].try_into().unwrap());
+    fn value_len(data: &[u8], ty: u32, p: usize) -> usize {
+        let u64_at = |p: usize| u64::from_le_bytes(data[p..p + 8].try_into().unwrap()) as usize;
+        match ty {
+            0 | 1 | 7 => 1,
+            2 | 3 => 2,
+            4..=6 => 4,
+            10..=12 => 8,
+            8 => 8 + u64_at(p),
+            9 => {
+                let et = u32::from_le_bytes(data[p..p + 4].try_into().unwrap());
+                let n = u64_at(p + 4);
+                let mut q = p + 12;
+                for _ in 0..n {
+                    q += value_len(data, et, q);
+                }
+                q - p
+            }
+            _ => panic!("unknown GGUF type {ty}"),
+        }
+    }
+    assert_eq!(&data[0..4], b"GGUF");
+    let n_tensors = u64_at(8);
+    let n_kv = u64_at(16);
+    let mut p = 24;
+    let mut kvs = Vec::new();
+    let mut alignment = 32u64;
+    let mut dropped = false;
+    for _ in 0..n_kv {
+        let start = p;
+        let klen = u64_at(p) as usize;
+        let k = std::str::from_utf8(&data[p + 8..p + 8 + klen])
+            .unwrap()
+            .to_string();
+        p += 8 + klen;
+        let ty = u32_at(p);
+        p += 4;
+        if k == "general.alignment" {
+            alignment = u64::from(u32_at(p));
+        }
+        p += value_len(&data, ty, p);
+        if k == key {
+            dropped = true;
+        } else {
+            kvs.push(&data[start..p]);
+        }
+    }
+    assert!(dropped, "{key} not in {}", src.display());
+    let tensors_start = p;
+    for _ in 0..n_tensors {
+        let nlen = u64_at(p) as usize;
+        p += 8 + nlen;
+        let nd = u32_at(p) as usize;
+        p += 4 + 8 * nd + 4 + 8;
+    }
+    let tensors = &data[tensors_start..p];
+    let old_data_start = (p as u64).div_ceil(alignment) * alignment;
+    let mut out = Vec::with_capacity(data.len());
+    out.extend_from_slice(&data[0..8]);
+    out.extend_from_slice(&n_tensors.to_le_bytes());
+    out.extend_from_slice(&((kvs.len()) as u64).to_le_bytes());
+    for kv in kvs {
+        out.extend_from_slice(kv);
+    }
+    out.extend_from_slice(tensors);
+    let new_start = (out.len() as u64).div_ceil(alignment) * alignment;
+    out.resize(new_start as usize, 0);
+    out.extend_from_slice(&data[old_data_start as usize..]);
+    std::fs::write(dst, out).unwrap();
+}
