@@ -10,13 +10,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
-use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
 use super::context::{new_context, ContextSpec};
 use super::error::EngineError;
 use super::model::Model;
-use super::sampling::{eog_bans, GrammarSpec, Sampling, SamplingError};
+use super::sampling::{eog_bans, GrammarSpec, JobSampler, Sampling, SamplingError};
 use super::session::Utf8Stream;
 
 /// One generation job, ready to decode.
@@ -129,7 +128,7 @@ pub trait BatchFeed<T> {
 
 struct Active<T> {
     job: DecodeJob<T>,
-    sampler: LlamaSampler,
+    sampler: JobSampler,
     /// Next prompt index to decode.
     next_prompt: usize,
     /// Token sampled but not yet decoded.
@@ -436,7 +435,7 @@ fn start<T>(
     slots: &mut [Slot<T>],
     s: usize,
     job: DecodeJob<T>,
-    sampler: LlamaSampler,
+    sampler: JobSampler,
 ) {
     let prompt = &job.prompt;
     let own = common_prefix(&slots[s].cached, prompt);

@@ -1,7 +1,10 @@
 //! Sampler chains: truncation and temperature, led by an optional JSON-schema grammar
 //! and an end-of-generation ban.
 
+use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::data::LlamaTokenData;
+use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use llama_cpp_2::token::logit_bias::LlamaLogitBias;
 use llama_cpp_2::token::LlamaToken;
 
@@ -70,26 +73,75 @@ impl Sampling {
         grammar: Option<&GrammarSpec>,
         ban_eog: bool,
         eog_bans: &[LlamaLogitBias],
-    ) -> Result<LlamaSampler, SamplingError> {
+    ) -> Result<JobSampler, SamplingError> {
         let mut front = Vec::new();
         if ban_eog {
             front.push(LlamaSampler::logit_bias(model.n_vocab() as i32, eog_bans));
         }
-        if let Some(g) = grammar {
-            let sampler = if g.triggers.is_empty() {
-                LlamaSampler::grammar(&model.llama, &g.gbnf, "root")
-            } else {
-                LlamaSampler::grammar_lazy(&model.llama, &g.gbnf, "root", &g.triggers, &[])
-            }
-            .map_err(|e| SamplingError::Grammar(e.to_string()))?;
-            front.push(sampler);
+        let grammar = if let Some(g) = grammar {
+            Some(
+                if g.triggers.is_empty() {
+                    LlamaSampler::grammar(&model.llama, &g.gbnf, "root")
+                } else {
+                    LlamaSampler::grammar_lazy(&model.llama, &g.gbnf, "root", &g.triggers, &[])
+                }
+                .map_err(|e| SamplingError::Grammar(e.to_string()))?,
+            )
         } else if let Some(schema) = json_schema {
-            let grammar = json_schema_grammar(schema)?;
-            let sampler = LlamaSampler::grammar(&model.llama, &grammar, "root")
-                .map_err(|e| SamplingError::Grammar(e.to_string()))?;
-            front.push(sampler);
-        }
-        Ok(self.chain(front))
+            let gbnf = json_schema_grammar(schema)?;
+            Some(
+                LlamaSampler::grammar(&model.llama, &gbnf, "root")
+                    .map_err(|e| SamplingError::Grammar(e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        Ok(JobSampler {
+            chain: self.chain(front),
+            grammar,
+        })
+    }
+}
+
+/// A job's sampler: the chain, and a grammar checked the way llama.cpp's common
+/// sampler does: the chain picks a token from the raw candidates, the grammar only
+/// checks that one, and only a rejected token costs a pass of the grammar over the
+/// whole vocabulary (which takes ~30 ms per token on Qwen's 151k entries).
+pub(super) struct JobSampler {
+    chain: LlamaSampler,
+    grammar: Option<LlamaSampler>,
+}
+
+impl JobSampler {
+    pub(super) fn sample(&mut self, ctx: &LlamaContext<'_>, idx: i32) -> LlamaToken {
+        let Some(grammar) = &mut self.grammar else {
+            return self.chain.sample(ctx, idx);
+        };
+        let mut cur = LlamaTokenDataArray::from_iter(ctx.candidates_ith(idx), false);
+        self.chain.apply(&mut cur);
+        let picked = cur.selected_token();
+        let allowed = picked.is_some_and(|t| {
+            let mut one = LlamaTokenDataArray::from_iter([LlamaTokenData::new(t, 1.0, 0.0)], false);
+            grammar.apply(&mut one);
+            one.data.first().is_some_and(|d| d.logit().is_finite())
+        });
+        let token = match picked {
+            Some(t) if allowed => t,
+            _ => {
+                let mut cur = LlamaTokenDataArray::from_iter(ctx.candidates_ith(idx), false);
+                grammar.apply(&mut cur);
+                self.chain.apply(&mut cur);
+                cur.selected_token().unwrap_or_else(|| {
+                    cur.data
+                        .iter()
+                        .max_by(|a, b| a.logit().total_cmp(&b.logit()))
+                        .map_or(LlamaToken(0), |d| d.id())
+                })
+            }
+        };
+        grammar.accept(token);
+        self.chain.accept(token);
+        token
     }
 }
 
