@@ -141,7 +141,41 @@ pub fn parse_chat(body: &Map<String, Value>) -> Result<ApiRequest, FieldError> {
                 ))
             }
         };
-        messages.push(Message::new(role, content));
+        let mut msg = Message::new(role, content);
+        // Ollama's history calls: {"function": {"name", "arguments": {…}}}.
+        if let Some(Value::Array(calls)) = m.get("tool_calls") {
+            let mut out = Vec::with_capacity(calls.len());
+            for (j, c) in calls.iter().enumerate() {
+                let f = c.get("function");
+                let name = f
+                    .and_then(|f| f.get("name"))
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        bad(
+                            &format!("{param}.tool_calls[{j}].function.name"),
+                            "a tool call needs a function name",
+                        )
+                    })?;
+                let args = match f.and_then(|f| f.get("arguments")) {
+                    Some(v @ Value::Object(_)) => v.clone(),
+                    Some(Value::String(s)) => serde_json::from_str(s).unwrap_or_else(|_| json!({})),
+                    _ => json!({}),
+                };
+                out.push(
+                    json!({"type": "function", "function": {"name": name, "arguments": args}}),
+                );
+            }
+            if !out.is_empty() {
+                msg.tool_calls = Some(out);
+            }
+        }
+        if role == "tool" {
+            msg.name = m
+                .get("tool_name")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+        }
+        messages.push(msg);
     }
     with_options(body, RequestKind::Chat(messages))
 }
@@ -291,6 +325,23 @@ mod tests {
         let r = parse_chat(&obj(json!({"messages": [{"role": "user", "content": "x"}], "options": {"num_predict": -1}, "stream": false}))).unwrap();
         assert_eq!(r.max_tokens, None);
         assert!(!r.stream);
+    }
+
+    #[test]
+    fn ollama_history_calls_reach_the_template() {
+        let r = parse_chat(&obj(json!({"messages": [
+            {"role": "user", "content": "w?"},
+            {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}]},
+            {"role": "tool", "content": "cold", "tool_name": "get_weather"}]})))
+        .unwrap();
+        let RequestKind::Chat(msgs) = r.kind else {
+            panic!()
+        };
+        assert_eq!(
+            msgs[1].tool_calls.as_ref().unwrap()[0]["function"]["arguments"]["city"],
+            "Oslo"
+        );
+        assert_eq!(msgs[2].name.as_deref(), Some("get_weather"));
     }
 
     #[test]
