@@ -145,7 +145,7 @@ fn emit(out: &mut Vec<Segment>, seg: Segment) {
 }
 
 /// Length of the longest suffix of `text` that is a proper prefix of `marker`.
-fn partial_suffix(text: &str, marker: &str) -> usize {
+pub fn partial_suffix(text: &str, marker: &str) -> usize {
     (1..marker.len())
         .rev()
         .find(|&n| {

@@ -12,8 +12,7 @@ use serde_json::Value;
 use super::{error_record, stable_hash, success_record, Answer, BatchRequest};
 use crate::chat::SamplingOverrides;
 use crate::engine::{run_batch, BatchFeed, ContextSpec, DecodeDone, DecodeJob, JobOutcome, Model};
-use crate::request::prepare::{JobDefaults, PrepareError, ReasoningSplit, ToolSetup};
-use crate::tools::ReplyParser;
+use crate::request::prepare::{reply_parser, JobDefaults, PrepareError, ReasoningSplit, ToolSetup};
 
 #[derive(Debug, Clone)]
 pub struct RunnerOptions {
@@ -79,13 +78,6 @@ fn prepare(
     }
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// The record of a job the scheduler finished.
 fn record(done: DecodeDone<Tag>, opts: &RunnerOptions) -> Finished {
     let tag = done.tag;
@@ -96,11 +88,7 @@ fn record(done: DecodeDone<Tag>, opts: &RunnerOptions) -> Finished {
             n_generated,
             finish,
         } => {
-            let reply = ReplyParser::new(
-                tag.split.splits.then_some(tag.split.starts_in_reasoning),
-                tag.tools.as_ref().map(|t| (t.format, t.specs.as_slice())),
-            )
-            .parse_all(&text);
+            let reply = reply_parser(tag.split, tag.tools.as_ref()).parse_all(&text);
             let finish = if reply.calls.is_empty() {
                 finish.as_str()
             } else {
@@ -118,7 +106,7 @@ fn record(done: DecodeDone<Tag>, opts: &RunnerOptions) -> Finished {
                     finish,
                     done.n_prompt,
                     n_generated,
-                    now_secs(),
+                    crate::hub::store::now_unix(),
                 ),
                 ok: true,
                 prompt_tokens: done.n_prompt,

@@ -17,6 +17,7 @@ use super::error::EngineError;
 use super::model::Model;
 use super::sampling::{eog_bans, GrammarSpec, JobSampler, Sampling, SamplingError};
 use super::session::Utf8Stream;
+use crate::thinking::partial_suffix;
 
 /// One generation job, ready to decode.
 #[derive(Debug, Clone)]
@@ -370,12 +371,7 @@ fn finished<T>(active: Active<T>, finish: FinishReason) -> DecodeDone<T> {
 fn held_back(raw: &str, stops: &[String]) -> usize {
     stops
         .iter()
-        .filter_map(|s| {
-            (1..s.len())
-                .rev()
-                .filter(|&n| s.is_char_boundary(n) && n <= raw.len())
-                .find(|&n| raw.is_char_boundary(raw.len() - n) && raw.ends_with(&s[..n]))
-        })
+        .map(|s| partial_suffix(raw, s))
         .max()
         .unwrap_or(0)
 }

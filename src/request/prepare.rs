@@ -8,7 +8,7 @@ use crate::chat::{render_prompt, sampling_for, thinking_on, SamplingOverrides};
 use crate::chat_template::{Message, PromptPart, RenderOptions, ThinkingMode};
 use crate::engine::{json_schema_grammar, DecodeJob, GrammarSpec, Model, Token};
 use crate::tools::grammar::tool_grammar;
-use crate::tools::{hermes_preamble, ToolFormat, ToolSpec};
+use crate::tools::{hermes_preamble, ReplyParser, ToolFormat, ToolSpec};
 
 /// What a caller fills in where a request is silent.
 #[derive(Debug, Clone, Default)]
@@ -45,6 +45,17 @@ pub enum PrepareError {
 pub struct ToolSetup {
     pub format: ToolFormat,
     pub specs: Vec<ToolSpec>,
+    /// The model's template renders the tools; otherwise edge describes them itself.
+    pub template_renders: bool,
+}
+
+/// The parser for a request's output: reasoning split as its template thinks, calls
+/// parsed when it offered tools (`edge batch` and `edge serve` alike).
+pub fn reply_parser(split: ReasoningSplit, tools: Option<&ToolSetup>) -> ReplyParser {
+    ReplyParser::new(
+        split.splits.then_some(split.starts_in_reasoning),
+        tools.map(|t| (t.format, t.specs.as_slice())),
+    )
 }
 
 /// A request rendered and tokenized, waiting for its caller's tag.
@@ -94,7 +105,7 @@ pub fn prepare(
             };
             let mut messages = messages.clone();
             if let Some(t) = &tools {
-                if ToolFormat::detect(model.template.source()).is_some() {
+                if t.template_renders {
                     opts.extra.insert(
                         "tools".into(),
                         Value::Array(t.specs.iter().map(|s| s.raw.clone()).collect()),
@@ -178,10 +189,8 @@ fn tool_setup(
         return Ok((None, None));
     }
     let specs: Vec<ToolSpec> = req.tools.iter().filter_map(ToolSpec::from_openai).collect();
-    let (format, lazy, only) = match (
-        ToolFormat::detect(model.template.source()),
-        &req.tool_choice,
-    ) {
+    let detected = ToolFormat::detect(model.template.source());
+    let (format, lazy, only) = match (detected, &req.tool_choice) {
         (None, ToolChoice::Auto) => return Err(PrepareError::NoToolSupport),
         (detected, choice) => (
             detected.unwrap_or(ToolFormat::Hermes),
@@ -204,7 +213,11 @@ fn tool_setup(
     )
     .map_err(PrepareError::ToolGrammar)?;
     Ok((
-        Some(ToolSetup { format, specs }),
+        Some(ToolSetup {
+            format,
+            specs,
+            template_renders: detected.is_some(),
+        }),
         Some(GrammarSpec {
             gbnf: g.gbnf,
             triggers: g.triggers,

@@ -13,8 +13,8 @@ use super::ollama::Timings;
 use super::protocol::{ApiError, Usage};
 use super::state::AppState;
 use super::worker::{Event, Rejected, Ticket};
-use crate::engine::{json_schema_grammar, FinishReason, JobOutcome, TokenEvent, TokenLogprob};
-use crate::request::prepare::{prepare, PrepareError, ReasoningSplit, ToolSetup};
+use crate::engine::{json_schema_grammar, JobOutcome, TokenEvent, TokenLogprob};
+use crate::request::prepare::{prepare, reply_parser, PrepareError, ReasoningSplit, ToolSetup};
 use crate::request::ApiRequest;
 use crate::tools::{Reply, ReplyEvent, ReplyParser, ToolCall};
 
@@ -92,9 +92,11 @@ pub struct Answer {
 }
 
 /// What a job's end means for its client, when it is not a finished answer.
-pub fn outcome_error(outcome: &JobOutcome, stopping: bool) -> ApiError {
+pub fn outcome_error(n_prompt: usize, outcome: &JobOutcome, stopping: bool) -> ApiError {
     match outcome {
-        JobOutcome::PromptTooLong { ctx_per_seq } => ApiError::context_length(0, *ctx_per_seq),
+        JobOutcome::PromptTooLong { ctx_per_seq } => {
+            ApiError::context_length(n_prompt, *ctx_per_seq)
+        }
         JobOutcome::BadSampling(e) => ApiError {
             param: Some("response_format".into()),
             ..ApiError::invalid(e.to_string())
@@ -138,7 +140,7 @@ pub async fn collect(state: &AppState, mut a: Admitted) -> Result<Answer, ApiErr
                 answer.reasoning = reply.reasoning;
                 answer.content = reply.content;
                 answer.finish = if reply.calls.is_empty() {
-                    finish_name(finish)
+                    finish.as_str()
                 } else {
                     "tool_calls"
                 };
@@ -146,23 +148,12 @@ pub async fn collect(state: &AppState, mut a: Admitted) -> Result<Answer, ApiErr
                 answer.n_generated = n_generated;
                 return Ok(answer);
             }
-            Event::Done { outcome, .. } => return Err(outcome_error(&outcome, state.stopping())),
+            Event::Done { n_prompt, outcome } => {
+                return Err(outcome_error(n_prompt, &outcome, state.stopping()))
+            }
         }
     }
     Err(lost(state.stopping()))
-}
-
-pub fn finish_name(f: FinishReason) -> &'static str {
-    f.as_str()
-}
-
-/// The parser for a request's output: reasoning split as its template thinks, calls
-/// parsed when it offered tools.
-pub fn reply_parser(split: ReasoningSplit, tools: Option<&ToolSetup>) -> ReplyParser {
-    ReplyParser::new(
-        split.splits.then_some(split.starts_in_reasoning),
-        tools.map(|t| (t.format, t.specs.as_slice())),
-    )
 }
 
 /// What a streaming handler turns into chunks or lines.
@@ -222,7 +213,7 @@ impl Pieces {
             finish,
         } = outcome
         else {
-            return vec![Piece::Failed(outcome_error(&outcome, stopping))];
+            return vec![Piece::Failed(outcome_error(n_prompt, &outcome, stopping))];
         };
         let rest = text.get(self.streamed..).unwrap_or_default().to_string();
         let mut segments = self.segments(&rest);
@@ -241,7 +232,7 @@ impl Pieces {
                 finish: if self.n_calls > 0 {
                     "tool_calls"
                 } else {
-                    finish_name(finish)
+                    finish.as_str()
                 },
                 n_prompt,
                 n_generated,

@@ -24,12 +24,13 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 use super::metrics::{Gauges, Metrics};
 use super::protocol::ApiError;
 use super::state::{
-    now_unix, AppState, BODY_TIMEOUT, HEADER_TIMEOUT, LOADING, MAX_BODY_BYTES, READY,
-    SHUTDOWN_GRACE, STOPPING,
+    AppState, BODY_TIMEOUT, HEADER_TIMEOUT, LOADING, MAX_BODY_BYTES, READY, SHUTDOWN_GRACE,
+    STOPPING,
 };
 use super::worker::{serve_jobs, JobQueue};
 use super::{ollama_routes, openai_routes};
 use crate::engine::{ContextSpec, Model};
+use crate::hub::store::now_unix;
 use crate::request::prepare::JobDefaults;
 
 /// Everything `edge serve` was asked for.

@@ -98,10 +98,6 @@ impl Metrics {
         self.generated_tokens.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn generated_total(&self) -> u64 {
-        self.generated_tokens.load(Ordering::Relaxed)
-    }
-
     pub fn cancelled(&self) {
         self.cancelled.fetch_add(1, Ordering::Relaxed);
     }

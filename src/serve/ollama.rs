@@ -4,7 +4,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::chat_template::Message;
+use crate::chat_template::{strftime_utc, Message};
 use crate::request::{bool_field, int_in, num_in, ApiRequest, FieldError, RequestKind};
 
 fn bad(param: &str, message: impl Into<String>) -> FieldError {
@@ -278,24 +278,7 @@ pub fn generate_line(
 pub fn rfc3339(unix_nanos: u128) -> String {
     let secs = (unix_nanos / 1_000_000_000) as i64;
     let nanos = (unix_nanos % 1_000_000_000) as u32;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{}.{nanos:09}Z", strftime_utc("%Y-%m-%dT%H:%M:%S", secs))
 }
 
 #[cfg(test)]

@@ -222,15 +222,7 @@ pub async fn tags(State(state): State<Arc<AppState>>) -> Response {
         "digest": state.sha256().unwrap_or_default(),
         "details": details(&state),
     })];
-    let installed = tokio::task::spawn_blocking(crate::hub::installed)
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
-    for (m, present) in installed {
-        if !present || m.id() == state.model_id {
-            continue;
-        }
+    for m in state.other_installed().await {
         let digest = m
             .files
             .first()

@@ -17,8 +17,9 @@ use super::protocol::{
     chat_chunk, chat_completion, chat_logprobs, completion, completion_logprobs, usage_chunk,
     ApiError, ResponseMeta, Usage,
 };
-use super::state::{json_body, now_unix, AppState, KEEP_ALIVE};
+use super::state::{json_body, AppState, KEEP_ALIVE};
 use crate::engine::TokenLogprob;
+use crate::hub::store::now_unix;
 use crate::request::{parse_body, ApiRequest, Endpoint};
 use crate::tools::ReplyEvent;
 
@@ -236,15 +237,7 @@ pub async fn models(State(state): State<Arc<AppState>>) -> Response {
         "created": state.started_unix,
         "owned_by": "edge",
     })];
-    let installed = tokio::task::spawn_blocking(crate::hub::installed)
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
-    for (m, present) in installed {
-        if !present || m.id() == state.model_id {
-            continue;
-        }
+    for m in state.other_installed().await {
         data.push(
             json!({"id": m.id(), "object": "model", "created": m.added_unix, "owned_by": "edge"}),
         );

@@ -14,6 +14,7 @@ use super::metrics::Metrics;
 use super::protocol::ApiError;
 use super::worker::JobQueue;
 use crate::engine::Model;
+use crate::hub::store::InstalledModel;
 use crate::request::prepare::JobDefaults;
 
 /// The largest request body accepted.
@@ -48,6 +49,20 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The store's models whose files are all there, except the one being served
+    /// (`/v1/models` and `/api/tags` list them after it).
+    pub async fn other_installed(&self) -> Vec<InstalledModel> {
+        tokio::task::spawn_blocking(crate::hub::installed)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(m, present)| *present && m.id() != self.model_id)
+            .map(|(m, _)| m)
+            .collect()
+    }
+
     /// The loaded model, or 503 while it loads or the server stops.
     pub fn ready_model(&self) -> Result<Arc<Model>, ApiError> {
         match self.status.load(Ordering::SeqCst) {
@@ -101,11 +116,4 @@ pub fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Map<String, Valu
         Ok(_) => Err(ApiError::invalid("the request body must be a JSON object")),
         Err(e) => Err(ApiError::bad_json(e)),
     }
-}
-
-pub fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }

@@ -5,6 +5,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::thinking::partial_suffix;
+
 use super::pythonic::{parse_call_list, parse_literal, PyError};
 use super::spec::{find_tool, ToolFormat, ToolSpec};
 
@@ -606,16 +608,6 @@ fn schema_types(s: &Value) -> Vec<String> {
         return vec!["string".into()];
     }
     Vec::new()
-}
-
-/// Length of the longest suffix of `text` that is a proper prefix of `marker`.
-fn partial_suffix(text: &str, marker: &str) -> usize {
-    (1..marker.len())
-        .rev()
-        .find(|&n| {
-            n <= text.len() && text.is_char_boundary(text.len() - n) && text.ends_with(&marker[..n])
-        })
-        .unwrap_or(0)
 }
 
 /// Parses a whole answer.
