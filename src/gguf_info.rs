@@ -274,7 +274,10 @@ impl<'a> Cursor<'a> {
     fn string(&mut self, what: &str) -> Result<String, GgufError> {
         let len = self.u64(what)?;
         let bytes = self.take(len, what)?;
-        Ok(String::from_utf8_lossy(bytes).into_owned())
+        // GGUF strings are UTF-8 by the spec; a key, name or value that is not is
+        // corrupt or hostile, and a lossy copy would describe bytes that are not there.
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| GgufError::Header(format!("{}: not valid UTF-8", what.escape_debug())))
     }
     fn skip_string(&mut self, what: &str) -> Result<(), GgufError> {
         let len = self.u64(what)?;
@@ -812,16 +815,122 @@ mod tests {
         );
     }
 
+    /// The header bytes that `g` describes, written back independently of the parser:
+    /// a parse is a correct description of a file when these are the file's first bytes.
+    fn header_bytes(g: &GgufFile) -> Vec<u8> {
+        fn str_(b: &mut Vec<u8>, s: &str) {
+            b.extend((s.len() as u64).to_le_bytes());
+            b.extend(s.as_bytes());
+        }
+        fn type_id(v: &MetaValue) -> u32 {
+            match v {
+                MetaValue::U8(_) => 0,
+                MetaValue::I8(_) => 1,
+                MetaValue::U16(_) => 2,
+                MetaValue::I16(_) => 3,
+                MetaValue::U32(_) => 4,
+                MetaValue::I32(_) => 5,
+                MetaValue::F32(_) => 6,
+                MetaValue::Bool(_) => 7,
+                MetaValue::Str(_) => 8,
+                MetaValue::Array { .. } => 9,
+                MetaValue::U64(_) => 10,
+                MetaValue::I64(_) => 11,
+                MetaValue::F64(_) => 12,
+            }
+        }
+        fn value(b: &mut Vec<u8>, v: &MetaValue) {
+            match v {
+                MetaValue::U8(x) => b.push(*x),
+                MetaValue::I8(x) => b.extend(x.to_le_bytes()),
+                MetaValue::U16(x) => b.extend(x.to_le_bytes()),
+                MetaValue::I16(x) => b.extend(x.to_le_bytes()),
+                MetaValue::U32(x) => b.extend(x.to_le_bytes()),
+                MetaValue::I32(x) => b.extend(x.to_le_bytes()),
+                MetaValue::F32(x) => b.extend(x.to_le_bytes()),
+                MetaValue::Bool(x) => b.push(*x as u8),
+                MetaValue::Str(s) => str_(b, s),
+                MetaValue::Array {
+                    elem_type,
+                    len,
+                    values,
+                } => {
+                    b.extend(elem_type.to_le_bytes());
+                    b.extend(len.to_le_bytes());
+                    let values = values.as_ref().expect("a small array is decoded");
+                    assert_eq!(values.len() as u64, *len);
+                    for e in values {
+                        assert_eq!(type_id(e), *elem_type);
+                        value(b, e);
+                    }
+                }
+                MetaValue::U64(x) => b.extend(x.to_le_bytes()),
+                MetaValue::I64(x) => b.extend(x.to_le_bytes()),
+                MetaValue::F64(x) => b.extend(x.to_le_bytes()),
+            }
+        }
+        let mut b = b"GGUF".to_vec();
+        b.extend(g.version.to_le_bytes());
+        b.extend((g.tensors.len() as u64).to_le_bytes());
+        b.extend((g.metadata.len() as u64).to_le_bytes());
+        for (k, v) in &g.metadata {
+            str_(&mut b, k);
+            b.extend(type_id(v).to_le_bytes());
+            value(&mut b, v);
+        }
+        for t in &g.tensors {
+            str_(&mut b, &t.name);
+            b.extend((t.dims.len() as u32).to_le_bytes());
+            for d in &t.dims {
+                b.extend(d.to_le_bytes());
+            }
+            b.extend(t.ggml_type.0.to_le_bytes());
+            b.extend(t.offset.to_le_bytes());
+        }
+        b
+    }
+
     #[test]
-    fn corrupt_bytes_never_panic() {
+    fn corrupt_bytes_are_refused_or_described_exactly() {
         let buf = tiny();
+        let (mut refused, mut accepted) = (0, 0);
         for i in 4..buf.len().min(200) {
             for v in [0u8, 0xff, 0x7f] {
                 let mut b = buf.clone();
                 b[i] = v;
-                let _ = GgufFile::parse_header(&b).map(|g| ModelFacts::from_gguf(&g));
+                let parsed = GgufFile::parse_header(&b).and_then(|g| {
+                    g.check_data_present(b.len() as u64)?;
+                    Ok(g)
+                });
+                let Ok(g) = parsed else {
+                    refused += 1;
+                    continue;
+                };
+                accepted += 1;
+                // Every field the parse reports is in the bytes, at its place.
+                let h = header_bytes(&g);
+                assert_eq!(&b[..h.len()], &h[..], "byte {i} = {v:#x}: misdescribed");
+                assert_eq!(
+                    g.data_offset,
+                    (h.len() as u64).next_multiple_of(g.alignment)
+                );
+                for t in &g.tensors {
+                    assert_eq!(Some(t.bytes), t.ggml_type.bytes_for(&t.dims), "{}", t.name);
+                    assert!(g.data_offset + t.offset + t.bytes <= b.len() as u64);
+                }
+                // The model facts are either refused or derived from that description.
+                if let Ok(f) = ModelFacts::from_gguf(&g) {
+                    let n: u64 = g.tensors.iter().map(|t| t.n_elements()).sum();
+                    assert_eq!(f.n_params, n, "byte {i} = {v:#x}");
+                }
             }
         }
+        // Corrupt counts, lengths and types are refused; a changed letter of a name or a
+        // changed dimension that still matches the data is a different, valid file.
+        assert!(
+            refused > 100 && accepted > 10,
+            "{refused} refused, {accepted} accepted"
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod engine;
 pub mod gguf_info;
 pub mod hub;
 pub mod loading;
+pub mod partial_file;
 pub mod planner;
 pub mod profile;
 pub mod quantize;
@@ -28,5 +29,7 @@ pub mod resolve;
 pub mod serve;
 pub mod synth;
 pub mod term;
+#[doc(hidden)]
+pub mod test_data;
 pub mod thinking;
 pub mod tools;

@@ -299,15 +299,7 @@ mod tests {
 
     #[test]
     fn a_plan_that_does_not_fit_is_refused_with_its_suggestions() {
-        let data = std::env::var_os("EDGE_TEST_DATA")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-data"));
-        let path = data.join("smollm2-135m-instruct-q4_1.gguf");
-        assert!(
-            path.exists(),
-            "{} is missing: run scripts/fetch-test-data.sh first",
-            path.display()
-        );
+        let path = crate::test_data::require("smollm2-135m-instruct-q4_1.gguf");
         let label = "smollm2";
         // 16 sequences of 32k tokens cannot fit a laptop's 5.5 GiB free, even in q8_0.
         let many = plan_file(

@@ -405,7 +405,10 @@ fn synthetic_moe_models_batch_and_report_reasoning() {
     let out = d.join("thinker.jsonl");
     let o = batch(&thinker, &input, &out, &["--parallel", "2"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    for r in records(&out) {
+    let recs = records(&out);
+    assert_eq!(by_id(&recs).len(), 6, "one record per job");
+    assert_eq!(recs.len(), 6);
+    for r in recs {
         let msg = &r["response"]["body"]["choices"][0]["message"];
         assert!(
             msg["reasoning_content"]

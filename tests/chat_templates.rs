@@ -9,16 +9,9 @@ use edge::chat_template::{
 };
 
 fn data_dir() -> PathBuf {
-    let dir = std::env::var_os("EDGE_TEST_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/test-data")));
-    assert!(
-        dir.join("templates").is_dir()
-            && dir.join("qwen3-tokenizer/tokenizer_config.json").is_file(),
-        "test data missing in {}: run scripts/fetch-test-data.sh (or set EDGE_TEST_DATA)",
-        dir.display()
-    );
-    dir
+    edge::test_data::require("templates");
+    edge::test_data::require("qwen3-tokenizer/tokenizer_config.json");
+    edge::test_data::dir()
 }
 
 fn qwen3_template() -> ChatTemplate {

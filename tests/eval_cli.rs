@@ -79,6 +79,16 @@ fn f16_against_itself_has_zero_kld_and_ppl_ratio_one_and_q4_is_worse() {
     assert!(k["kld_p99"].as_f64().unwrap() >= k["kld_median"].as_f64().unwrap());
     assert!(k["kld_max"].as_f64().unwrap() >= k["kld_p99"].as_f64().unwrap());
     assert!(k["same_top_pct"].as_f64().unwrap() < 100.0);
+    // Q4_0 predicts the text worse than F16, beyond the run's own uncertainty, and the
+    // KLD run's PPL ratio is that comparison.
+    let q4_ppl = r["ppl"].as_f64().unwrap();
+    assert!(q4_ppl > ppl, "Q4_0 PPL {q4_ppl} is not above F16's {ppl}");
+    let ratio = k["ppl_ratio"].as_f64().unwrap();
+    assert!(
+        (ratio - q4_ppl / ppl).abs() < 0.01 * ratio,
+        "{ratio} vs {q4_ppl}/{ppl}"
+    );
+    assert!(ratio > 1.0, "{ratio}");
 }
 
 #[test]

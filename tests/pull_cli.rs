@@ -804,10 +804,22 @@ fn without_a_named_quant_the_best_that_fits_is_pulled() {
     // Nothing fits: one line that says what to do.
     let o = env.run_env(&[("EDGE_PULL_BUDGET", "1000")], &["pull", "smollm2-135m"]);
     assert_clean_failure(&o, "no quant fits this machine");
-    // A named quant is pulled whatever the budget.
+    // A named quant is pulled whatever the budget: Q8_0's own bytes, beside Q4_K_M.
     let o = env.run_env(
         &[("EDGE_PULL_BUDGET", "1000")],
         &["pull", "smollm2-135m:q8_0"],
     );
     ok(&o);
+    assert!(
+        stdout(&o).starts_with("smollm2-135m:Q8_0\t"),
+        "{}",
+        stdout(&o)
+    );
+    let listed = env.list();
+    let q8 = listed
+        .iter()
+        .find(|m| m["quant"] == "Q8_0")
+        .unwrap_or_else(|| panic!("no Q8_0 in {listed:?}"));
+    let path = q8["path"].as_str().unwrap();
+    assert_eq!(std::fs::read(path).unwrap(), pseudo_random(150_000, 2));
 }

@@ -4,7 +4,7 @@
 //! `scripts/fetch-test-data.sh` to have been run (or `EDGE_TEST_DATA` set).
 
 use std::num::NonZeroU32;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 
 use edge::synth::{
@@ -186,21 +186,9 @@ fn toy_special_tokens() {
 
 /// Where `scripts/fetch-test-data.sh` puts the Qwen 3 tokenizer files.
 fn qwen3_tokenizer_files() -> SynthVocab {
-    let root = std::env::var_os("EDGE_TEST_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-data"));
-    let dir = root.join("qwen3-tokenizer");
-    let tokenizer_json = dir.join("tokenizer.json");
-    let tokenizer_config_json = dir.join("tokenizer_config.json");
-    assert!(
-        tokenizer_json.is_file() && tokenizer_config_json.is_file(),
-        "Qwen 3 tokenizer files are missing from {}: run scripts/fetch-test-data.sh \
-         (or set EDGE_TEST_DATA to a folder with qwen3-tokenizer/)",
-        dir.display()
-    );
     SynthVocab::Qwen3Files {
-        tokenizer_json,
-        tokenizer_config_json,
+        tokenizer_json: edge::test_data::require("qwen3-tokenizer/tokenizer.json"),
+        tokenizer_config_json: edge::test_data::require("qwen3-tokenizer/tokenizer_config.json"),
     }
 }
 

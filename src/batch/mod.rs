@@ -363,21 +363,13 @@ pub fn sort_output(path: &Path) -> Result<()> {
 }
 
 pub fn write_records_atomically(path: &Path, records: &[Value]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    let mut text = Vec::new();
     for r in records {
-        serde_json::to_writer(&mut tmp, r)?;
-        tmp.write_all(b"\n")?;
+        serde_json::to_writer(&mut text, r)?;
+        text.push(b'\n');
     }
-    tmp.as_file().sync_all()?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("replacing {}", path.display()))?;
-    Ok(())
+    crate::partial_file::write_atomic(path, &text)
+        .with_context(|| format!("replacing {}", path.display()))
 }
 
 /// Result of merging shard outputs.

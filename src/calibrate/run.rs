@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -627,19 +626,12 @@ fn today() -> String {
     crate::chat_template::strftime_utc("%F", crate::hub::store::now_unix() as i64)
 }
 
-/// Writes `<dir>/this-machine.toml` through a temporary file and a rename.
+/// Writes `<dir>/this-machine.toml` through a partial file and a rename.
 fn save_profile(dir: &Path, text: &str) -> Result<PathBuf> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join(format!("{THIS_MACHINE}.toml"));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".this-machine-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .with_context(|| format!("writing in {}", dir.display()))?;
-    tmp.write_all(text.as_bytes())
-        .with_context(|| format!("writing in {}", dir.display()))?;
-    tmp.persist(&path)
-        .map_err(|e| anyhow!("saving {}: {}", path.display(), e.error))?;
+    crate::partial_file::write_atomic(&path, text.as_bytes())
+        .with_context(|| format!("saving {}", path.display()))?;
     Ok(path)
 }
 

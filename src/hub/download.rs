@@ -21,7 +21,8 @@ use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::store::{check_free_space, write_atomic};
+use super::store::write_atomic;
+use crate::partial_file::ensure_space;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -550,7 +551,7 @@ pub fn download(
     let state = match load_state(dest, size, sha256) {
         Some(st) => st,
         None => {
-            check_free_space(dest.parent().unwrap_or(Path::new(".")), size)?;
+            ensure_space(dest.parent().unwrap_or(Path::new(".")), size)?;
             let f = File::create(&partial)
                 .with_context(|| format!("creating {}", partial.display()))?;
             f.set_len(size)
@@ -567,7 +568,7 @@ pub fn download(
     };
     let resumed: u64 = state.done.iter().sum();
     if resumed > 0 {
-        check_free_space(dest.parent().unwrap_or(Path::new(".")), size - resumed)?;
+        ensure_space(dest.parent().unwrap_or(Path::new(".")), size - resumed)?;
     }
     let file = OpenOptions::new()
         .read(true)

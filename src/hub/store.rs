@@ -15,7 +15,7 @@
 //! ```
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -360,8 +360,8 @@ impl Store {
         if fs::read_link(&link).is_ok_and(|t| t == target) {
             return Ok(link);
         }
-        let tmp = dir.join(format!(".{}.tmp-{}", sha256, std::process::id()));
-        let _ = fs::remove_file(&tmp);
+        crate::partial_file::sweep_stale(dir);
+        let tmp = crate::partial_file::partial_path(&link);
         make_link(&target, &blob, &tmp)
             .with_context(|| format!("linking {} to {}", link.display(), blob.display()))?;
         fs::rename(&tmp, &link).with_context(|| format!("installing {}", link.display()))?;
@@ -441,27 +441,9 @@ fn make_link(_relative_target: &Path, blob: &Path, link: &Path) -> io::Result<()
     fs::hard_link(blob, link).or_else(|_| fs::copy(blob, link).map(|_| ()))
 }
 
-/// Writes a file through a temp file and a rename, so readers see old or new.
+/// Writes a file through a partial file and a rename, so readers see old or new.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| anyhow!("bad path {}", path.display()))?;
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let res = (|| -> io::Result<()> {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if res.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    res.with_context(|| format!("writing {}", path.display()))
+    Ok(crate::partial_file::write_atomic(path, bytes)?)
 }
 
 pub fn now_unix() -> u64 {
@@ -568,38 +550,6 @@ fn walk_ggufs(root: &Path, dir: &Path, depth: usize, out: &mut Vec<RemoteFile>) 
             sha256,
         });
     }
-}
-
-/// Fails unless `dir` (or its nearest existing parent) has room for `bytes` more.
-#[cfg(unix)]
-pub fn check_free_space(dir: &Path, bytes: u64) -> Result<()> {
-    let mut d = dir;
-    while !d.exists() {
-        match d.parent() {
-            Some(p) => d = p,
-            None => return Ok(()),
-        }
-    }
-    let Ok(st) = nix::sys::statvfs::statvfs(d) else {
-        return Ok(());
-    };
-    // The field types differ by platform (u32 on some BSDs), hence the casts.
-    #[allow(clippy::unnecessary_cast)]
-    let free = (st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64);
-    if free < bytes {
-        bail!(
-            "not enough disk space in {}: {} needed, {} free",
-            d.display(),
-            crate::term::human_bytes(bytes),
-            crate::term::human_bytes(free)
-        );
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-pub fn check_free_space(_dir: &Path, _bytes: u64) -> Result<()> {
-    Ok(())
 }
 
 #[cfg(test)]

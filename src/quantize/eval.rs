@@ -23,6 +23,7 @@ use serde::Serialize;
 use crate::engine::{
     tokenize_text, ContextSpec, EngineError, LogitsRunner, Model, Token as LlamaToken,
 };
+use crate::partial_file::PartialFile;
 
 /// Per-token log-softmax facts.
 struct Lsm {
@@ -311,9 +312,13 @@ pub fn evaluate(
                 std::fs::create_dir_all(parent)
                     .with_context(|| format!("cannot create {}", parent.display()))?;
             }
-            let tmp = target.with_extension(format!("partial-{}", std::process::id()));
+            // The cache's size is known before any logit is computed: refuse a disk
+            // without room now, not after minutes of reference evaluation.
+            let needed = cache_bytes(tokens.len(), chunks, n, n_vocab);
+            let mut partial = PartialFile::create(&target, Some(needed))
+                .with_context(|| "caching the reference log-probs".to_string())?;
             let res = (|| -> Result<()> {
-                let mut w = BufWriter::new(std::fs::File::create(&tmp)?);
+                let mut w = BufWriter::new(partial.file());
                 w.write_all(MAGIC)?;
                 for v in [o.n_ctx, n_vocab as u32, chunks as u32, tokens.len() as u32] {
                     w.write_all(&v.to_le_bytes())?;
@@ -334,12 +339,17 @@ pub fn evaluate(
                     w.write_all(&bytes)?;
                     bar.inc(1);
                 }
-                w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-                std::fs::rename(&tmp, &target)?;
+                w.flush()?;
                 Ok(())
             })();
+            let res = match res {
+                Ok(()) => partial.commit().map_err(anyhow::Error::from),
+                Err(e) => match e.downcast::<std::io::Error>() {
+                    Ok(io) => Err(partial.fail(io, Some(needed)).into()),
+                    Err(other) => Err(other),
+                },
+            };
             if let Err(e) = res {
-                let _ = std::fs::remove_file(&tmp);
                 return Err(e.context(format!(
                     "caching the reference log-probs in {}",
                     target.display()
@@ -364,6 +374,14 @@ pub fn evaluate(
     compare_with(
         model_path, ref_path, &target, tokens, chunks, n_vocab, o, bar, cached, false,
     )
+}
+
+/// Bytes of the reference cache: magic, four u32s, the tokens, then one 16-bit record
+/// per scored token (the second half of each chunk but its last token).
+fn cache_bytes(n_tokens: usize, chunks: usize, n_ctx: usize, n_vocab: usize) -> u64 {
+    let record = (2 * n_vocab.div_ceil(2) + 4) as u64 * 2;
+    let scored = n_ctx.saturating_sub(1 + n_ctx / 2) as u64;
+    (MAGIC.len() + 16 + 4 * n_tokens) as u64 + chunks as u64 * scored * record
 }
 
 fn read_cache_header(path: &Path) -> Result<(Vec<LlamaToken>, usize, usize)> {

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::gguf_info::{GgufFile, TensorInfo};
+use crate::partial_file::PartialFile;
 use anyhow::{anyhow, bail, Context, Result};
 
 /// Byte sizes of a GGUF header's parts, walked from the file itself.
@@ -191,7 +192,8 @@ pub enum Kv {
     StrArray(Vec<String>),
 }
 
-/// Writes a GGUF v3 file with F32 tensors `(name, dims, data)`.
+/// Writes a GGUF v3 file with F32 tensors `(name, dims, data)`, through a partial file
+/// renamed at the end.
 pub fn write_gguf(
     path: &Path,
     kvs: &[(&str, Kv)],
@@ -240,21 +242,25 @@ pub fn write_gguf(
         offset = align(offset + data.len() as u64 * 4, ALIGN);
     }
     h.resize(align(h.len() as u64, ALIGN) as usize, 0);
-    let mut f = std::io::BufWriter::new(
-        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
-    );
-    f.write_all(&h)?;
-    for (_, _, data) in tensors {
-        let mut n = 0u64;
-        for v in data.iter() {
-            f.write_all(&v.to_le_bytes())?;
-            n += 4;
+    // The exact size, so a disk without room refuses before the first byte.
+    let total = h.len() as u64 + offset;
+    let mut partial = PartialFile::create(path, Some(total))?;
+    let written = (|| -> std::io::Result<()> {
+        let mut f = std::io::BufWriter::new(partial.file());
+        f.write_all(&h)?;
+        for (_, _, data) in tensors {
+            let mut n = 0u64;
+            for v in data.iter() {
+                f.write_all(&v.to_le_bytes())?;
+                n += 4;
+            }
+            f.write_all(&vec![0u8; (align(n, ALIGN) - n) as usize])?;
         }
-        f.write_all(&vec![0u8; (align(n, ALIGN) - n) as usize])?;
+        f.flush()
+    })();
+    match written {
+        Ok(()) => partial.commit()?,
+        Err(e) => return Err(partial.fail(e, Some(total)).into()),
     }
-    f.into_inner()
-        .map_err(|e| e.into_error())?
-        .sync_all()
-        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }

@@ -5,22 +5,15 @@
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 
 use super::imatrix_file::{Imatrix, ImatrixEntry};
 use crate::engine::{imatrix_collect, ContextSpec, ImatrixAcc, Placement};
 
-/// Writes `im` to a temporary file and renames it over `out`.
+/// Writes `im` over `out` (through a partial file, so a reader never sees half).
 pub fn save_atomic(im: &Imatrix, out: &Path) -> Result<()> {
-    let tmp = super::temp_path(out);
-    if let Err(e) = im.save(&tmp) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("cannot write {}", out.display()));
-    }
-    std::fs::rename(&tmp, out).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        anyhow!("cannot write {}: {e}", out.display())
-    })
+    im.save(out)
+        .with_context(|| format!("cannot write {}", out.display()))
 }
 
 fn to_imatrix(acc: &ImatrixAcc, base: &Imatrix) -> Result<Imatrix> {

@@ -8,23 +8,21 @@ pub mod fitplan;
 pub mod gguf_io;
 pub mod imatrix_file;
 pub mod imatrix_run;
-mod partial;
 mod source;
 pub mod split;
 
-pub use partial::temp_path;
-pub(crate) use partial::{track_partial, untrack_partial};
 pub use source::{ClassSummary, Plan, PlanEntry, Source};
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use edge_quant::split::SplitLimits;
 use edge_quant::{classify, ggml_type_by_name};
 
 use crate::engine::ffi::{self, QuantizeParams};
+use crate::partial_file::PartialFile;
 use gguf_io::align;
 
 /// Collects the per-tensor decisions from llama.cpp's log lines
@@ -146,10 +144,11 @@ pub struct Written {
     pub shards: Vec<split::ShardReport>,
 }
 
-/// Quantizes into a temporary file next to `out`, then renames it (or, with `split`,
-/// splits it into shards, themselves written to temporary files and renamed at the
-/// end): a failed or interrupted run never leaves a file under `out`'s name, nor a
-/// partial set of shards.
+/// Quantizes into a partial file next to `out`, then renames it (or, with `split`,
+/// splits it into shards, themselves written to partial files and renamed at the end):
+/// a failed or interrupted run never leaves a file under `out`'s name, nor a partial set
+/// of shards. A disk without room for the planned size is refused before llama.cpp
+/// starts, and a disk that fills while it writes is named as such.
 pub fn quantize_atomic(
     src: &Source,
     out: &Path,
@@ -158,13 +157,11 @@ pub fn quantize_atomic(
     show_progress: bool,
     split: Option<SplitLimits>,
 ) -> Result<Written> {
-    let tmp = temp_path(out);
-    std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", parent_display(out)))?;
-    track_partial(&tmp);
-    let remove_tmp = |tmp: &Path| {
-        let _ = std::fs::remove_file(tmp);
-        untrack_partial(tmp);
-    };
+    // A split copies the whole file into shards before the whole file is removed.
+    let needed = plan.file_bytes * if split.is_some() { 2 } else { 1 };
+    crate::partial_file::remove_partials_on_ctrl_c();
+    let partial = PartialFile::create(out, Some(needed))?;
+    let tmp = partial.path().to_path_buf();
     let bar = progress_bar(plan, show_progress);
     let sizes: HashMap<String, u64> = plan
         .tensors
@@ -191,33 +188,26 @@ pub fn quantize_atomic(
     let result = ffi::model_quantize(&src.path, &tmp, &p, sink);
     bar.finish_and_clear();
     if let Err(e) = result {
-        remove_tmp(&tmp);
-        bail!("quantizing {} failed: {e}", src.path.display());
+        // llama.cpp reports a full disk as a C++ stream error; say what it was.
+        let err = partial.fail(std::io::Error::other(e.to_string()), Some(needed));
+        return Err(match err {
+            crate::partial_file::WriteError::NoSpace { .. } => anyhow!(err),
+            _ => anyhow!("quantizing {} failed: {e}", src.path.display()),
+        });
     }
     let written = std::fs::metadata(&tmp).map(|m| m.len()).unwrap_or(0);
     if let Some(limits) = split {
-        let shards = split::write_shards(&tmp, out, limits);
-        match shards {
-            Err(e) => {
-                remove_tmp(&tmp);
-                return Err(e);
-            }
-            Ok(Some(shards)) => {
-                remove_tmp(&tmp);
-                let shards = split::commit(&shards)?;
-                return Ok(Written {
-                    bytes: shards.iter().map(|s| s.bytes).sum(),
-                    shards,
-                });
-            }
-            Ok(None) => {}
+        // `partial` (the whole file) is removed when it goes out of scope.
+        if let Some(shards) = split::write_shards(&tmp, out, limits)? {
+            drop(partial);
+            let shards = split::commit(shards)?;
+            return Ok(Written {
+                bytes: shards.iter().map(|s| s.bytes).sum(),
+                shards,
+            });
         }
     }
-    if let Err(e) = std::fs::rename(&tmp, out) {
-        remove_tmp(&tmp);
-        return Err(e).with_context(|| format!("cannot write {}", out.display()));
-    }
-    untrack_partial(&tmp);
+    partial.commit()?;
     let shards = match split {
         // Asked to split, but everything fits in one file.
         Some(_) => vec![split::ShardReport {
@@ -231,13 +221,6 @@ pub fn quantize_atomic(
         bytes: written,
         shards,
     })
-}
-
-fn parent_display(out: &Path) -> String {
-    match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.display().to_string(),
-        _ => ".".into(),
-    }
 }
 
 fn progress_bar(plan: &Plan, show: bool) -> indicatif::ProgressBar {
@@ -267,16 +250,5 @@ mod tests {
             ]
         );
         assert!(parse_tensor_line("llama_model_loader: - kv   0: general.architecture").is_none());
-    }
-
-    #[test]
-    fn temp_file_is_hidden_next_to_output() {
-        let t = temp_path(Path::new("/a/b/model.gguf"));
-        assert_eq!(t.parent(), Some(Path::new("/a/b")));
-        assert!(t
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with(".model.gguf.edge-partial-"));
     }
 }

@@ -14,9 +14,9 @@ use edge_quant::split::{plan_shards, shard_name, Shard, ShardHeaders, ShardTenso
 use serde::Serialize;
 
 use super::gguf_io::{align, tensor_info_bytes, HeaderLayout, SPLIT_KEYS};
-use super::partial::{temp_path, track_partial, untrack_partial};
 use super::source::{Plan, Source};
 use crate::gguf_info::GgufFile;
+use crate::partial_file::PartialFile;
 
 /// Bytes of the three split keys: `split.no` (u16), `split.count` (u16),
 /// `split.tensors.count` (i32).
@@ -111,14 +111,14 @@ fn kv_header(buf: &mut Vec<u8>, key: &str, ty: u32) {
     buf.extend(ty.to_le_bytes());
 }
 
-/// Splits the GGUF `whole` into shards named after `out`, each written to a temporary
+/// Splits the GGUF `whole` into shards named after `out`, each written to a partial
 /// file first; the caller renames them with [`commit`]. Returns None when everything
 /// fits in one shard (then `whole` is the output as it is).
 pub fn write_shards(
     whole: &Path,
     out: &Path,
     limits: SplitLimits,
-) -> Result<Option<Vec<(PathBuf, ShardReport)>>> {
+) -> Result<Option<Vec<(PartialFile, ShardReport)>>> {
     let gguf = GgufFile::open(whole).map_err(|e| anyhow!("{}: {e}", whole.display()))?;
     let layout = HeaderLayout::read(whole, gguf.data_offset)?;
     let a = layout.alignment;
@@ -170,12 +170,12 @@ pub fn write_shards(
         );
     }
     let n_tensors_total = i32::try_from(gguf.tensors.len())?;
-    let mut written: Vec<(PathBuf, ShardReport)> = Vec::new();
-    let result = (|| -> Result<()> {
+    // Dropped on an error, the partials written so far are removed.
+    let mut written: Vec<(PartialFile, ShardReport)> = Vec::new();
+    {
         for (no, (shard, report)) in shards.iter().zip(reports(out, &shards)).enumerate() {
-            let tmp = temp_path(&report.path);
-            track_partial(&tmp);
-            written.push((tmp.clone(), report.clone()));
+            let mut partial = PartialFile::create(&report.path, None)?;
+            let tmp = partial.path().to_path_buf();
             let mut h: Vec<u8> = Vec::new();
             h.extend(b"GGUF");
             h.extend(version.to_le_bytes());
@@ -208,14 +208,13 @@ pub fn write_shards(
                 offset += align(t.bytes, a);
             }
             h.resize(usize::try_from(align(h.len() as u64, a))?, 0);
-            let mut f =
-                File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+            let f = partial.file();
             f.write_all(&h)
                 .with_context(|| format!("cannot write {}", tmp.display()))?;
             let mut inp = &input;
             for t in &gguf.tensors[shard.tensors.clone()] {
                 inp.seek(SeekFrom::Start(gguf.data_offset + t.offset))?;
-                let n = std::io::copy(&mut inp.take(t.bytes), &mut f)
+                let n = std::io::copy(&mut inp.take(t.bytes), f)
                     .with_context(|| format!("cannot write {}", tmp.display()))?;
                 if n != t.bytes {
                     bail!("{}: tensor {} is truncated", whole.display(), t.name);
@@ -233,37 +232,28 @@ pub fn write_shards(
                     shard.file_bytes
                 );
             }
+            written.push((partial, report));
         }
-        Ok(())
-    })();
-    if let Err(e) = result {
-        for (tmp, _) in &written {
-            let _ = std::fs::remove_file(tmp);
-            untrack_partial(tmp);
-        }
-        return Err(e);
     }
     Ok(Some(written))
 }
 
-/// Renames the shards' temporary files to their names; on a failure, removes every
+/// Renames the shards' partial files to their names; on a failure, removes every
 /// shard (renamed or not), so no partial set is left.
-pub fn commit(shards: &[(PathBuf, ShardReport)]) -> Result<Vec<ShardReport>> {
-    for (i, (tmp, r)) in shards.iter().enumerate() {
-        if let Err(e) = std::fs::rename(tmp, &r.path) {
-            for (t, r) in &shards[..i] {
+pub fn commit(shards: Vec<(PartialFile, ShardReport)>) -> Result<Vec<ShardReport>> {
+    let mut done: Vec<ShardReport> = Vec::new();
+    let mut rest = shards.into_iter();
+    for (partial, report) in rest.by_ref() {
+        if let Err(e) = partial.commit() {
+            for r in &done {
                 let _ = std::fs::remove_file(&r.path);
-                untrack_partial(t);
             }
-            for (t, _) in &shards[i..] {
-                let _ = std::fs::remove_file(t);
-                untrack_partial(t);
-            }
-            return Err(e).with_context(|| format!("cannot write {}", r.path.display()));
+            // The remaining partials are removed as `rest` drops.
+            return Err(e.into());
         }
-        untrack_partial(tmp);
+        done.push(report);
     }
-    Ok(shards.iter().map(|(_, r)| r.clone()).collect())
+    Ok(done)
 }
 
 #[cfg(test)]

@@ -24,10 +24,10 @@ use std::borrow::Borrow;
 use std::cell::OnceCell;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::partial_file::PartialFile;
 use anyhow::{bail, ensure, Context, Result};
 use ggus::{GGmlType, GGufFileHeader, GGufFileWriter, GGufMetaDataValueType};
 use half::f16;
@@ -578,31 +578,17 @@ pub fn write_gguf(spec: &SynthSpec, path: &Path) -> Result<()> {
     })
 }
 
-/// Runs `write` on a temporary file in `path`'s folder, then renames it to `path`; the
-/// temporary file is removed on failure. Creates the folder if needed.
+/// Runs `write` on a partial file in `path`'s folder, then renames it to `path`; the
+/// partial is removed on failure. Creates the folder if needed.
 fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let file_name = path
-        .file_name()
-        .with_context(|| format!("{} has no file name", path.display()))?
-        .to_string_lossy()
-        .into_owned();
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let dir = crate::partial_file::folder_of(path);
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let tmp = dir.join(format!(
-        ".{file_name}.{}.{}.tmp",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-
-    let result =
-        write(&tmp).and_then(|()| fs::rename(&tmp, path).context("renaming the temporary file"));
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
+    let result = PartialFile::create(path, None)
+        .map_err(anyhow::Error::from)
+        .and_then(|partial| {
+            write(partial.path())?;
+            Ok(partial.commit()?)
+        });
     result.with_context(|| format!("writing {}", path.display()))
 }
 
@@ -800,11 +786,8 @@ mod tests {
 
     #[test]
     fn qwen3_template_is_the_real_one() {
-        assert!(QWEN3_CHAT_TEMPLATE.contains("enable_thinking"));
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("target/test-data/templates/Qwen-Qwen3-0.6B.jinja");
-        if let Ok(real) = fs::read_to_string(path) {
-            assert_eq!(QWEN3_CHAT_TEMPLATE, real);
-        }
+        let path = crate::test_data::require("templates/Qwen-Qwen3-0.6B.jinja");
+        let real = fs::read_to_string(&path).unwrap();
+        assert_eq!(QWEN3_CHAT_TEMPLATE, real);
     }
 }

@@ -453,17 +453,11 @@ mod tests {
         assert_eq!(distinct.len(), 256);
     }
 
-    /// Checked when `scripts/fetch-test-data.sh` has run (tests/synth_models.rs requires it).
+    /// Needs `scripts/fetch-test-data.sh`; fails, naming it, when the files are missing.
     #[test]
     fn qwen3_files_vocab() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-data/qwen3-tokenizer");
-        let (tj, cfg) = (
-            dir.join("tokenizer.json"),
-            dir.join("tokenizer_config.json"),
-        );
-        if !tj.is_file() || !cfg.is_file() {
-            return;
-        }
+        let tj = crate::test_data::require("qwen3-tokenizer/tokenizer.json");
+        let cfg = crate::test_data::require("qwen3-tokenizer/tokenizer_config.json");
         let v = qwen3_files(&tj, &cfg).unwrap();
         assert_eq!(v.len(), 151_669);
         assert_eq!(v.merges.len(), 151_387);

@@ -13,20 +13,12 @@ use edge::synth::{write_gguf, SynthArch, SynthSpec, SynthVocab};
 
 /// `$EDGE_TEST_DATA`, default `<repo>/target/test-data` (see scripts/fetch-test-data.sh).
 pub fn test_data() -> PathBuf {
-    std::env::var_os("EDGE_TEST_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-data"))
+    edge::test_data::dir()
 }
 
 /// A test-data file; panics with the fix when it is missing (tests never skip silently).
 pub fn data_file(rel: &str) -> PathBuf {
-    let p = test_data().join(rel);
-    assert!(
-        p.exists(),
-        "test data {} is missing: run scripts/fetch-test-data.sh first",
-        p.display()
-    );
-    p
+    edge::test_data::require(rel)
 }
 
 pub fn smollm2() -> PathBuf {
@@ -100,6 +92,32 @@ pub fn answers_paris(model: &Path) {
         model.display(),
         stdout(&o)
     );
+}
+
+/// `edge run MODEL` loads the model and generates: the run succeeds, `--stats` counts
+/// at least one generated token, and text reaches stdout. For random-weight models,
+/// whose text means nothing.
+pub fn generates(model: &Path) {
+    let o = run_edge(&[
+        "run",
+        model.to_str().unwrap(),
+        "Hello",
+        "--temp",
+        "0",
+        "--max-tokens",
+        "6",
+        "--stats",
+    ]);
+    assert!(o.status.success(), "{}: {}", model.display(), stderr(&o));
+    let err = stderr(&o);
+    let generated: u64 = err
+        .split("generation ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no generation stats in: {err}"));
+    assert!(generated >= 1, "{}: nothing generated", model.display());
+    assert!(!o.stdout.is_empty(), "{}: no output", model.display());
 }
 
 pub fn stdout(o: &Output) -> String {
