@@ -136,6 +136,38 @@ pub enum TemplateError {
     Syntax(String),
     #[error("chat template failed to render: {0}")]
     Render(String),
+    /// The template ran past a limit that keeps a hostile GGUF from hanging edge or
+    /// exhausting its memory.
+    #[error("chat template exceeds edge's limits: {0}")]
+    Limit(String),
+}
+
+/// Template instructions one render may run: a real template over a long conversation
+/// needs a few hundred thousand; a loop that never ends stops here within about a second.
+pub const TEMPLATE_FUEL: u64 = 50_000_000;
+
+/// Longest rendered prompt: well above any context's worth of text (10M tokens of
+/// Llama 4 are ~40 MB), well below what would strain memory.
+pub const MAX_RENDERED_BYTES: usize = 64 << 20;
+
+/// Collects rendered text and refuses to grow past [`MAX_RENDERED_BYTES`].
+struct CappedOutput {
+    text: Vec<u8>,
+    over: bool,
+}
+
+impl std::io::Write for CappedOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.text.len() + buf.len() > MAX_RENDERED_BYTES {
+            self.over = true;
+            return Err(std::io::Error::other("rendered prompt too long"));
+        }
+        self.text.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Special tokens exposed to the template as `bos_token`, `eos_token`, `pad_token`,
@@ -181,7 +213,7 @@ impl ChatTemplate {
             special_tokens,
             caps: TemplateCaps::none(),
         };
-        tmpl.caps = tmpl.detect_caps();
+        tmpl.caps = tmpl.detect_caps()?;
         Ok(tmpl)
     }
 
@@ -196,8 +228,22 @@ impl ChatTemplate {
             .env
             .get_template(TEMPLATE_NAME)
             .map_err(|e| TemplateError::Render(one_line_error(&e)))?;
-        tmpl.render(Value::from(Serde(&ctx)))
-            .map_err(|e| TemplateError::Render(one_line_error(&e)))
+        let mut out = CappedOutput {
+            text: Vec::new(),
+            over: false,
+        };
+        match tmpl.render_captured_to(Value::from(Serde(&ctx)), &mut out) {
+            Ok(_) => String::from_utf8(out.text)
+                .map_err(|_| TemplateError::Render("output is not valid UTF-8".into())),
+            Err(_) if out.over => Err(TemplateError::Limit(format!(
+                "the rendered prompt is over {} MiB",
+                MAX_RENDERED_BYTES >> 20
+            ))),
+            Err(e) if e.kind() == minijinja::ErrorKind::OutOfFuel => Err(TemplateError::Limit(
+                format!("it ran {TEMPLATE_FUEL} instructions without finishing (a runaway loop)"),
+            )),
+            Err(e) => Err(TemplateError::Render(one_line_error(&e))),
+        }
     }
 
     /// The capabilities detected in [`new`](Self::new).
@@ -251,7 +297,10 @@ impl ChatTemplate {
         Ok(ctx)
     }
 
-    fn detect_caps(&self) -> TemplateCaps {
+    /// The capabilities, from renders of a one-message probe. A template that fails the
+    /// probe is kept (it may need a system message, say) and reports its error when used;
+    /// one that exceeds the limits on a single message is refused here, at load.
+    fn detect_caps(&self) -> Result<TemplateCaps, TemplateError> {
         let probe = [Message::user(PROBE_TEXT)];
         let render = |enable_thinking: Option<bool>| {
             let opts = RenderOptions {
@@ -259,31 +308,34 @@ impl ChatTemplate {
                 enable_thinking,
                 extra: Default::default(),
             };
-            self.render(&probe, &opts).ok()
+            self.render(&probe, &opts)
         };
-        let Some(unset) = render(None) else {
-            return TemplateCaps::none();
+        let unset = match render(None) {
+            Ok(text) => text,
+            Err(e @ TemplateError::Limit(_)) => return Err(e),
+            Err(_) => return Ok(TemplateCaps::none()),
         };
+        let render = |enable_thinking| render(enable_thinking).ok();
         let on = render(Some(true));
         let off = render(Some(false));
         let switchable = matches!((&on, &off), (Some(a), Some(b)) if a != b);
         if switchable {
             let on = on.unwrap_or_default();
             let off = off.unwrap_or_default();
-            return TemplateCaps {
+            return Ok(TemplateCaps {
                 thinking: ThinkingMode::Switchable,
                 prompt_opens_think: ends_inside_think(generation_part(&on)),
                 no_think_prefills_empty_block: ends_with_empty_think(generation_part(&off)),
-            };
+            });
         }
         if ends_inside_think(generation_part(&unset)) {
-            return TemplateCaps {
+            return Ok(TemplateCaps {
                 thinking: ThinkingMode::Always,
                 prompt_opens_think: true,
                 no_think_prefills_empty_block: false,
-            };
+            });
         }
-        TemplateCaps::none()
+        Ok(TemplateCaps::none())
     }
 }
 
@@ -340,6 +392,10 @@ fn new_environment() -> Environment<'static> {
     });
     env.add_function("raise_exception", raise_exception);
     env.add_function("strftime_now", strftime_now);
+    // A GGUF's template is untrusted code: bound its running time (fuel); minijinja's
+    // own recursion limit (500) stops macros that call themselves, and the output is
+    // bounded in `render`.
+    env.set_fuel(Some(TEMPLATE_FUEL));
     env
 }
 
@@ -926,6 +982,57 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn hostile(src: &str) -> TemplateError {
+        let start = std::time::Instant::now();
+        let err = ChatTemplate::new(src, SpecialTokens::default()).unwrap_err();
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "took {:?}",
+            start.elapsed()
+        );
+        err
+    }
+
+    #[test]
+    fn a_runaway_loop_is_refused_at_load() {
+        let src =
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}";
+        let err = hostile(src);
+        assert!(matches!(err, TemplateError::Limit(_)), "{err}");
+        assert!(err.to_string().contains("runaway loop"), "{err}");
+        // range(10**9) itself is refused by minijinja: an error, not a hang.
+        let err = ChatTemplate::new(
+            "{% for i in range(10**9) %}x{% endfor %}",
+            SpecialTokens::default(),
+        )
+        .unwrap()
+        .render(&[Message::user("hi")], &RenderOptions::default())
+        .unwrap_err();
+        assert!(err.to_string().contains("too many elements"), "{err}");
+    }
+
+    #[test]
+    fn a_gigabyte_prompt_is_refused_at_load() {
+        let err = hostile("{% for i in range(10) %}{{ 'x' * 100000000 }}{% endfor %}");
+        assert!(matches!(err, TemplateError::Limit(_)), "{err}");
+        assert!(err.to_string().contains("over 64 MiB"), "{err}");
+    }
+
+    #[test]
+    fn endless_recursion_is_an_error_not_a_stack_overflow() {
+        let src = "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}";
+        // Either refused at load or when rendered; never a crash.
+        let t = ChatTemplate::new(src, SpecialTokens::default());
+        let msg = match t {
+            Err(e) => e.to_string(),
+            Ok(t) => t
+                .render(&[Message::user("hi")], &RenderOptions::default())
+                .unwrap_err()
+                .to_string(),
+        };
+        assert!(msg.contains("recursion"), "{msg}");
+    }
 
     #[test]
     fn float_repr_matches_python() {

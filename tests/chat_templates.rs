@@ -496,3 +496,25 @@ fn context_variables() {
         "<s>|False|False|True|x|['role', 'content', 'reasoning_content']"
     );
 }
+
+/// The template limits leave room for real use: Qwen 3's template (one of the heaviest,
+/// scanning the history backwards for the last user query) over a 4000-message agent
+/// log with long turns renders, within the instruction budget.
+#[test]
+fn limits_leave_room_for_a_long_real_conversation() {
+    let t = qwen3_template();
+    let turn = "word ".repeat(400);
+    let mut msgs = vec![Message::new("system", "You are terse.")];
+    for i in 0..2000 {
+        msgs.push(Message::new("user", &format!("{i}: {turn}")));
+        msgs.push(Message::new("assistant", &format!("ok {i}")));
+    }
+    msgs.push(Message::new("user", "last"));
+    let out = t.render(&msgs, &gen_opts(Some(false))).unwrap();
+    assert!(out.len() > 2000 * turn.len(), "{}", out.len());
+    assert!(
+        out.ends_with("<|im_start|>assistant\n<think>\n\n</think>\n\n"),
+        "{}",
+        &out[out.len() - 80..]
+    );
+}
