@@ -546,6 +546,10 @@ impl GgufFile {
 /// Reads just enough of the file to hold the header: metadata can be large
 /// (vocabularies), so it grows the read until the header parses or the file ends.
 /// The tensor data itself is never read.
+/// The most header bytes read from a file: real headers (a 256k-token vocabulary with
+/// merges, thousands of tensors) stay far below; a corrupt length does not get more.
+const MAX_HEADER_BYTES: u64 = 1 << 30;
+
 fn read_header_bytes(file: &std::fs::File) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let len = file.metadata()?.len();
@@ -559,8 +563,12 @@ fn read_header_bytes(file: &std::fs::File) -> std::io::Result<Vec<u8>> {
         buf.extend_from_slice(&chunk);
         match GgufFile::parse_header(&buf) {
             Err(e) if want < len => match e.bytes_needed() {
-                Some(needed) => want = (want * 4).max(needed).min(len),
-                None => return Ok(buf),
+                // A header that claims more than any real one needs is refused by the
+                // parse of what was read, rather than read whole into memory.
+                Some(needed) if want < MAX_HEADER_BYTES => {
+                    want = (want * 4).max(needed).min(len).min(MAX_HEADER_BYTES)
+                }
+                _ => return Ok(buf),
             },
             _ => return Ok(buf),
         }

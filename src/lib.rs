@@ -17,6 +17,8 @@ pub mod chat_template;
 pub mod cli;
 pub mod commands;
 pub mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gguf_info;
 pub mod hub;
 pub mod loading;

@@ -449,7 +449,9 @@ fn probe_forced(model: &std::path::Path, name: &str) {
     let o = std::process::Command::new("python3")
         .args(["-m", "canitoolcall", "probe", "--base-url"])
         .arg(format!("{}/v1", server.url()))
-        .args(["--model", "smollm2", "--json"])
+        // Random weights run most scenarios to their token limit: on a slow or busy
+        // machine that takes longer than the probe's default 60 s per request.
+        .args(["--model", "smollm2", "--timeout", "600", "--json"])
         .arg(&report)
         .env("PYTHONPATH", common::data_file("pylib"))
         .output()

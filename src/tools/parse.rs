@@ -388,49 +388,60 @@ fn hermes(s: &str, fin: bool) -> Attempt {
     Attempt::Malformed
 }
 
-/// Where a parameter value ends: at a `</parameter>` followed by the next parameter or
-/// the end of the function, or (the close left out) at `</function>`.
+/// Where a parameter value ends: `(end of the value, where parsing goes on)`. The value
+/// ends at the first of: a `</parameter>` followed by the next parameter or the end of
+/// the function; or, the close tag left out, a new `<parameter=` line, or a `</function>`
+/// that ends the call. The scan goes left to right and stops (None: wait for more text)
+/// at the first place the text so far cannot decide, so a value ends at the same place
+/// however the text was cut into pieces.
 fn value_end(s: &str, fin: bool) -> Option<(usize, usize)> {
-    let found = closed_value_end(s, fin);
-    // A value whose close tag was left out ends where the next parameter starts.
-    match (s.find(&format!("\n{PARAMETER}")), found) {
-        (Some(p), Some((end, _))) if p < end => Some((p, p)),
-        (_, found) => found,
-    }
-}
-
-fn closed_value_end(s: &str, fin: bool) -> Option<(usize, usize)> {
-    let mut from = 0;
-    while let Some(i) = s[from..].find(PARAMETER_END).map(|i| i + from) {
-        let after = s[i + PARAMETER_END.len()..].trim_start();
-        if after.starts_with(PARAMETER)
-            || after.starts_with(FUNCTION_END)
-            || after.starts_with(TOOL_CALL_END)
-            || (fin && after.is_empty())
-        {
-            return Some((i, i + PARAMETER_END.len()));
+    let param_line = format!("\n{PARAMETER}");
+    // Whether `after` (the text after a close tag, spaces skipped) may still become
+    // one of `next` once more text arrives.
+    let undecided = |after: &str, next: &[&str]| {
+        !fin && (after.is_empty() || next.iter().any(|m| m.starts_with(after)))
+    };
+    let partial =
+        |rest: &str, marker: &str| !fin && rest.len() < marker.len() && marker.starts_with(rest);
+    for (i, c) in s.char_indices() {
+        if c != '\n' && c != '<' {
+            continue;
         }
-        if !fin
-            && (after.is_empty() || PARAMETER.starts_with(after) || FUNCTION_END.starts_with(after))
+        let rest = &s[i..];
+        if rest.starts_with(&param_line) {
+            return Some((i, i));
+        }
+        if rest.starts_with(PARAMETER_END) {
+            let after = rest[PARAMETER_END.len()..].trim_start();
+            if after.starts_with(PARAMETER)
+                || after.starts_with(FUNCTION_END)
+                || after.starts_with(TOOL_CALL_END)
+                || (fin && after.is_empty())
+            {
+                return Some((i, i + PARAMETER_END.len()));
+            }
+            if undecided(after, &[PARAMETER, FUNCTION_END, TOOL_CALL_END]) {
+                return None;
+            }
+            continue;
+        }
+        if rest.starts_with(FUNCTION_END) {
+            let after = rest[FUNCTION_END.len()..].trim_start();
+            if after.starts_with(TOOL_CALL_END)
+                || after.starts_with(TOOL_CALL)
+                || (fin && after.is_empty())
+            {
+                return Some((i, i));
+            }
+            if undecided(after, &[TOOL_CALL_END, TOOL_CALL]) {
+                return None;
+            }
+            continue;
+        }
+        if partial(rest, &param_line) || partial(rest, PARAMETER_END) || partial(rest, FUNCTION_END)
         {
             return None;
         }
-        from = i + PARAMETER_END.len();
-    }
-    // The close tag left out: the value ends at a `</function>` that ends the call.
-    let mut from = 0;
-    while let Some(f) = s[from..].find(FUNCTION_END).map(|i| i + from) {
-        let after = s[f + FUNCTION_END.len()..].trim_start();
-        if after.starts_with(TOOL_CALL_END)
-            || after.starts_with(TOOL_CALL)
-            || (fin && after.is_empty())
-        {
-            return Some((f, f));
-        }
-        if !fin && (after.is_empty() || TOOL_CALL_END.starts_with(after)) {
-            return None;
-        }
-        from = f + FUNCTION_END.len();
     }
     None
 }
