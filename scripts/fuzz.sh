@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # Fuzzes every parser of untrusted input with cargo-fuzz (libFuzzer, nightly Rust):
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]      (default 60 s, all targets)
+# 0 seconds replays the seed corpus (real files) and nothing else: what CI runs, so a
+# chance find cannot turn CI red; fuzz for real with a time before landing parser work.
+# FUZZ_SEED=N fixes libFuzzer's seed: CI uses one, so its short run replays a prefix of a
+# mutation sequence that was run longer before landing (a CI run that finds a new crash
+# by chance would make landing a lottery).
 # Seed corpora come from real files (SmolLM2 and synthetic GGUF headers, llama.cpp's
 # chat templates, recorded tool-call outputs, the shipped profiles and catalog, batch
 # and request bodies) and grow in target/fuzz/corpus/<target> across runs. A crash is
@@ -77,9 +82,11 @@ for t in "${TARGETS[@]}"; do
   log="$WORK/$t.log"
   max_len=4096
   case "$t" in gguf_header|imatrix_file) max_len=70000 ;; chat_template) max_len=16384 ;; esac
+  if [ "$SECONDS_PER_TARGET" = 0 ]; then bound=(-runs=0); else bound=(-max_total_time="$SECONDS_PER_TARGET"); fi
   if (cd "$ROOT/fuzz" && CARGO_TARGET_DIR="$WORK/build" cargo +nightly fuzz run "$t" \
-      "$WORK/corpus/$t" -- -max_total_time="$SECONDS_PER_TARGET" -max_len="$max_len" \
-      -artifact_prefix="$WORK/artifacts/$t/" -print_final_stats=1) >"$log" 2>&1; then
+      "$WORK/corpus/$t" -- "${bound[@]}" -max_len="$max_len" \
+      -artifact_prefix="$WORK/artifacts/$t/" -print_final_stats=1 ${FUZZ_SEED:+-seed=$FUZZ_SEED}) \
+      >"$log" 2>&1; then
     result=ok
   else
     result="CRASH (see $log, artifacts in $WORK/artifacts/$t)"; status=1

@@ -546,6 +546,10 @@ impl GgufFile {
 /// Reads just enough of the file to hold the header: metadata can be large
 /// (vocabularies), so it grows the read until the header parses or the file ends.
 /// The tensor data itself is never read.
+/// llama.cpp's `LLAMA_MAX_LAYERS`: a block count above it is corrupt or hostile (and
+/// would have edge allocate per-layer tables of that size).
+pub const MAX_LAYERS: u64 = 512;
+
 /// The most header bytes read from a file: real headers (a 256k-token vocabulary with
 /// merges, thousands of tensors) stay far below; a corrupt length does not get more.
 const MAX_HEADER_BYTES: u64 = 1 << 30;
@@ -713,6 +717,11 @@ pub fn check_loadable(gguf: &GgufFile) -> Result<(), String> {
         if gguf.arch_u64(required).is_none() {
             return Err(format!("GGUF metadata lacks {arch}.{required}"));
         }
+    }
+    if let Some(n) = gguf.arch_u64("block_count").filter(|&n| n > MAX_LAYERS) {
+        return Err(format!(
+            "{arch}.block_count is {n}: llama.cpp takes at most {MAX_LAYERS} layers"
+        ));
     }
     // llama.cpp gives llama4 chunked attention on 3 of every 4 layers; with fewer than 4
     // layers its global-attention KV cache has no layer and decoding aborts the process.

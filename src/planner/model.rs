@@ -63,6 +63,8 @@ pub enum ShapeError {
     Missing(String),
     #[error("block_count, embedding_length and head_count must be positive")]
     ZeroSize,
+    #[error("block_count is {0}: llama.cpp takes at most 512 layers")]
+    TooManyLayers(u64),
     #[error("{key} has {entries} entries for {n_layer} layers")]
     HeadCounts {
         key: String,
@@ -81,7 +83,11 @@ impl ModelShape {
             gguf.arch_u64(suffix)
                 .ok_or_else(|| ShapeError::Missing(format!("{arch}.{suffix}")))
         };
-        let n_layer = need("block_count")? as u32;
+        let n_layer = need("block_count")?;
+        if n_layer > crate::gguf_info::MAX_LAYERS {
+            return Err(ShapeError::TooManyLayers(n_layer));
+        }
+        let n_layer = n_layer as u32;
         let n_embd = need("embedding_length")?;
         let n_head = need("attention.head_count")?;
         if n_layer == 0 || n_embd == 0 || n_head == 0 {
