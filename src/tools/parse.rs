@@ -411,8 +411,8 @@ fn value_end(s: &str, fin: bool) -> Option<(usize, usize)> {
         if rest.starts_with(&param_line) {
             return Some((i, i));
         }
-        if rest.starts_with(PARAMETER_END) {
-            let after = rest[PARAMETER_END.len()..].trim_start();
+        if let Some(after) = rest.strip_prefix(PARAMETER_END) {
+            let after = after.trim_start();
             if after.starts_with(PARAMETER)
                 || after.starts_with(FUNCTION_END)
                 || after.starts_with(TOOL_CALL_END)
@@ -425,8 +425,8 @@ fn value_end(s: &str, fin: bool) -> Option<(usize, usize)> {
             }
             continue;
         }
-        if rest.starts_with(FUNCTION_END) {
-            let after = rest[FUNCTION_END.len()..].trim_start();
+        if let Some(after) = rest.strip_prefix(FUNCTION_END) {
+            let after = after.trim_start();
             if after.starts_with(TOOL_CALL_END)
                 || after.starts_with(TOOL_CALL)
                 || (fin && after.is_empty())
