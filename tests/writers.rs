@@ -226,38 +226,28 @@ fn quantize_on_a_disk_that_fills_while_it_writes_is_one_line_and_leaves_nothing(
 fn imatrix_on_a_full_disk_is_one_line_and_leaves_nothing() {
     let model = synth_model(edge::synth::SynthArch::Qwen3Moe);
     let text = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let imatrix_to = |out: &Path| {
+        run_edge(&[
+            "imatrix",
+            s(&model),
+            "--text",
+            s(&text),
+            "--ctx",
+            "64",
+            "--chunks",
+            "2",
+            "-o",
+            s(out),
+        ])
+    };
     let disk = Tmpfs::mount("32k");
-    let out = disk.path().join("imatrix.gguf");
-    let o = run_edge(&[
-        "imatrix",
-        s(&model),
-        "--text",
-        s(&text),
-        "--ctx",
-        "64",
-        "--chunks",
-        "2",
-        "-o",
-        s(&out),
-    ]);
+    let o = imatrix_to(&disk.path().join("imatrix.gguf"));
     assert_clean_failure(&o, &format!("at {}, 32.00 KiB free", disk.path().display()));
     assert!(stderr(&o).contains("needs "), "{}", stderr(&o));
     assert!(names(disk.path()).is_empty(), "{:?}", names(disk.path()));
     // The same run with room writes the file.
     let roomy = tempfile::tempdir().unwrap();
-    let out = roomy.path().join("imatrix.gguf");
-    let o = run_edge(&[
-        "imatrix",
-        s(&model),
-        "--text",
-        s(&text),
-        "--ctx",
-        "64",
-        "--chunks",
-        "2",
-        "-o",
-        s(&out),
-    ]);
+    let o = imatrix_to(&roomy.path().join("imatrix.gguf"));
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(names(roomy.path()), vec!["imatrix.gguf"]);
 }
