@@ -25,6 +25,7 @@ pub mod loading;
 pub mod partial_file;
 pub mod planner;
 pub mod profile;
+pub mod published;
 pub mod quantize;
 pub mod request;
 pub mod resolve;

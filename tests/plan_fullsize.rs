@@ -87,7 +87,7 @@ fn check_sane(p: &Plan, what: &str) {
 #[test]
 fn every_model_on_every_shipped_profile_is_sane() {
     let profiles = builtin_profiles();
-    assert_eq!(profiles.len(), 14);
+    assert_eq!(profiles.len(), 15);
     let mut fits = 0;
     for m in ALL {
         for profile in &profiles {

@@ -37,7 +37,7 @@ fn json(o: &Output) -> serde_json::Value {
 fn list_shows_every_shipped_profile() {
     let home = tempfile::tempdir().unwrap();
     let text = ok(&profile_cmd(home.path(), &["list"]));
-    assert_eq!(BUILTIN.len(), 14);
+    assert_eq!(BUILTIN.len(), 15);
     for (name, _) in BUILTIN {
         assert!(
             text.lines().any(|l| l.starts_with(&format!("{name} "))),
@@ -46,7 +46,7 @@ fn list_shows_every_shipped_profile() {
     }
     let rows = json(&profile_cmd(home.path(), &["list", "--json"]));
     let rows = rows.as_array().unwrap();
-    assert_eq!(rows.len(), 14);
+    assert_eq!(rows.len(), BUILTIN.len());
     for r in rows {
         assert_eq!(r["origin"], "builtin");
         assert!(r["ram_bytes"].as_u64().unwrap() > 0);
@@ -114,7 +114,7 @@ fn a_user_profile_shadows_the_shipped_one() {
 
     let rows = json(&profile_cmd(home.path(), &["list", "--json"]));
     let rows = rows.as_array().unwrap();
-    assert_eq!(rows.len(), 14, "shadowed, not added");
+    assert_eq!(rows.len(), BUILTIN.len(), "shadowed, not added");
     let r = rows.iter().find(|r| r["name"] == "rtx4060-8gb").unwrap();
     assert_eq!(r["origin"], "user");
     assert!(r["description"].as_str().unwrap().starts_with("My own"));

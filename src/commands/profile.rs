@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde_json::json;
 
 use super::args::ThreadArgs;
@@ -46,6 +46,23 @@ pub enum ProfileCommand {
     },
     /// Measure this machine and save it as the user profile `this-machine`.
     Calibrate(CalibrateArgs),
+    /// Check the planner against published llama-bench results: each row's predicted /
+    /// measured decode (tg128) and prefill (pp512) speed, and a summary for the rows the
+    /// factors were fitted on and for the held-out third.
+    Published(PublishedArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PublishedArgs {
+    /// The table (CSV, as profiles/measured/llama-bench.csv). Default: the shipped one.
+    #[arg(long, value_name = "CSV")]
+    pub table: Option<std::path::PathBuf>,
+    /// Refit each backend's shared efficiency factors on the fit rows first, and print them.
+    #[arg(long)]
+    pub fit: bool,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -74,6 +91,7 @@ pub fn run(args: ProfileArgs, verbose: bool) -> Result<ExitCode> {
         ProfileCommand::Show { name, json, toml } => show(&name, json, toml),
         ProfileCommand::Detect { json } => detect_cmd(json),
         ProfileCommand::Calibrate(a) => calibrate(a, verbose),
+        ProfileCommand::Published(a) => published(a),
     }
 }
 
@@ -382,6 +400,86 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
         for n in &notes {
             eprintln!("note: {n}");
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------------------------------
+// published
+
+fn published(args: PublishedArgs) -> Result<ExitCode> {
+    use crate::published::{parse_table, report, Accuracy, TABLE};
+    let text = match &args.table {
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        }
+        None => TABLE.to_string(),
+    };
+    let rows = parse_table(&text)?;
+    // The shipped profiles only: a user profile of the same name describes other hardware.
+    let profiles = crate::profile::builtin_profiles();
+    let r = report(&rows, &profiles, args.fit);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let num = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+    let ratio = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
+    let table: Vec<[String; 10]> = r
+        .rows
+        .iter()
+        .map(|p| {
+            let row = &rows[p.row];
+            [
+                p.profile.clone(),
+                format!("{} {}", p.model, p.quant),
+                if p.holdout { "holdout" } else { "fit" }.to_string(),
+                num(p.decode_tok_s),
+                num(row.tg128),
+                ratio(p.decode_ratio),
+                num(p.prefill_tok_s),
+                num(row.pp512),
+                ratio(p.prefill_ratio),
+                row.backend.clone(),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "PROFILE", "MODEL", "SPLIT", "TG PRED", "TG MEAS", "RATIO", "PP PRED", "PP MEAS",
+            "RATIO", "BACKEND",
+        ],
+        &table,
+    );
+    if !r.skipped.is_empty() {
+        println!();
+        println!("not priced:");
+        for s in &r.skipped {
+            println!("  row {}: {}: {}", s.row + 2, s.model, s.reason);
+        }
+    }
+    for f in &r.fits {
+        println!();
+        println!("fitted for {} on {} rows:", f.backend, f.fit_rows);
+        for (k, v) in &f.factors {
+            println!("  {k} = {v:.4}");
+        }
+    }
+    let line = |what: &str, a: &Accuracy, tol: f64| {
+        println!(
+            "  {what:<8} {}/{} within ±{:.0} % ({:.0} %), median error {:.0} %",
+            a.within,
+            a.rows,
+            tol * 100.0,
+            a.share() * 100.0,
+            (a.median_error - 1.0) * 100.0
+        );
+    };
+    for (name, s) in [("fit rows", &r.fit), ("held-out rows", &r.holdout)] {
+        println!();
+        println!("{name}:");
+        line("decode", &s.decode, crate::published::DECODE_TOLERANCE);
+        line("prefill", &s.prefill, crate::published::PREFILL_TOLERANCE);
     }
     Ok(ExitCode::SUCCESS)
 }

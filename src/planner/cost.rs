@@ -8,7 +8,43 @@ use super::classify::TensorRole;
 use super::memory::kv_layer_bytes;
 use super::model::ModelShape;
 use super::plan::{CostTerm, Plan, Prediction, Tier};
-use crate::profile::{DeviceProfile, OverheadCounts};
+use crate::profile::{DeviceProfile, OverheadCounts, ReadGroup};
+
+/// Passes over the F32 KQ matrix without flash attention: written by the KQ product,
+/// read and written by the masked softmax, read by the V product.
+const KQ_PASSES: f64 = 4.0;
+
+/// Bytes read per token in each [`ReadGroup`], for the report.
+#[derive(Default)]
+struct GroupReads([f64; 4]);
+
+impl GroupReads {
+    fn add(&mut self, group: ReadGroup, bytes: f64) {
+        self.0[group as usize] += bytes;
+    }
+
+    /// "0.62 for K/IQ-quant (410 MB), 0.80 for F32/F16/BF16 (12 MB)": the efficiency
+    /// actually applied to each group that is read.
+    fn describe(&self, eff: impl Fn(ReadGroup) -> f64) -> String {
+        let parts: Vec<String> = ReadGroup::ALL
+            .into_iter()
+            .filter(|&g| self.0[g as usize] > 0.0)
+            .map(|g| {
+                format!(
+                    "{:.2} for {} ({:.0} MB)",
+                    eff(g),
+                    g.label(),
+                    self.0[g as usize] / 1e6
+                )
+            })
+            .collect();
+        if parts.is_empty() {
+            "nothing".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
 
 /// Context depth at which decode is predicted: the middle of a 128-token reply to a
 /// fresh prompt, as `edge bench -n 128` measures it.
@@ -35,19 +71,25 @@ pub fn predict(shape: &ModelShape, profile: &DeviceProfile, plan: &Plan) -> Pred
     let has_gpu = plan.tiers.vram.capacity > 0;
     // A GPU given only as a --vram budget on a GPU-less profile (an RPC device) runs the
     // CPU's kernels at the CPU's bandwidth.
-    let (gpu_bw, gpu_eff, gpu_flops, gpu_ceff) = match profile.gpus.first() {
-        Some(g) => (
-            g.bandwidth_gbs,
-            e.gpu_bandwidth,
-            g.fp16_tflops * 1e3,
-            e.gpu_compute,
-        ),
-        None => (
-            profile.cpu.mem_bandwidth_gbs,
-            e.cpu_bandwidth,
-            profile.cpu.matmul_gflops,
-            e.cpu_compute,
-        ),
+    let (gpu_bw, gpu_flops) = match profile.gpus.first() {
+        Some(g) => (g.bandwidth_gbs, g.fp16_tflops * 1e3),
+        None => (profile.cpu.mem_bandwidth_gbs, profile.cpu.matmul_gflops),
+    };
+    // Per weight type: a real GPU by the profile's GPU factors, an RPC stand-in by the
+    // CPU's.
+    let gpu_read_eff = |ty: &str| -> f64 {
+        if profile.gpus.is_empty() {
+            e.cpu_bandwidth_for(ty)
+        } else {
+            e.gpu_bandwidth_for(ty)
+        }
+    };
+    let gpu_compute_eff = |ty: &str, expert: bool| -> f64 {
+        if profile.gpus.is_empty() {
+            e.cpu_compute
+        } else {
+            e.gpu_compute_for(ty, expert)
+        }
     };
     let cpu_bw = profile.cpu.mem_bandwidth_gbs;
     let cpu_gflops = profile.cpu.matmul_gflops;
@@ -62,6 +104,10 @@ pub fn predict(shape: &ModelShape, profile: &DeviceProfile, plan: &Plan) -> Pred
     // `edge profile calibrate`).
     let mut read = [0f64; 3];
     let mut t_cpu = 0f64;
+    let mut t_gpu = 0f64;
+    // Bytes per read group on each side, for the report.
+    let mut gpu_groups = GroupReads::default();
+    let mut cpu_groups = GroupReads::default();
     let mut layer_has_cpu = vec![false; n_layer];
     for t in &plan.tensors {
         let slot = match t.tier {
@@ -70,13 +116,18 @@ pub fn predict(shape: &ModelShape, profile: &DeviceProfile, plan: &Plan) -> Pred
             Tier::Ssd => 2,
         };
         let bytes = t.density * t.bytes as f64;
+        let expert = t.role == TensorRole::RoutedExpert;
         read[slot] += bytes;
         if t.tier != Tier::Vram {
-            t_cpu += if t.role == TensorRole::RoutedExpert {
+            t_cpu += if expert {
                 profile.cpu_expert_read_ms(&t.ggml_type, bytes)
             } else {
                 profile.cpu_read_ms(&t.ggml_type, bytes)
             };
+            cpu_groups.add(ReadGroup::of_weight(&t.ggml_type, expert), bytes);
+        } else {
+            t_gpu += bytes / per_ms(gpu_bw * gpu_read_eff(&t.ggml_type));
+            gpu_groups.add(ReadGroup::of(&t.ggml_type), bytes);
         }
         // A tied output head is token_embd itself: every token multiplies by all of it,
         // on the GPU copy when the output layer is offloaded, else on the CPU.
@@ -84,9 +135,12 @@ pub fn predict(shape: &ModelShape, profile: &DeviceProfile, plan: &Plan) -> Pred
             let whole = t.bytes as f64;
             if plan.llama.n_gpu_layers >= 1 {
                 read[0] += whole;
+                t_gpu += whole / per_ms(gpu_bw * gpu_read_eff(&t.ggml_type));
+                gpu_groups.add(ReadGroup::of(&t.ggml_type), whole);
             } else {
                 read[slot] += whole;
                 t_cpu += profile.cpu_read_ms(&t.ggml_type, whole);
+                cpu_groups.add(ReadGroup::of(&t.ggml_type), whole);
             }
         }
         if t.tier != Tier::Vram && t.role != TensorRole::TokenEmbd {
@@ -106,8 +160,10 @@ pub fn predict(shape: &ModelShape, profile: &DeviceProfile, plan: &Plan) -> Pred
         let on_gpu = has_gpu && il >= first_gpu_layer;
         kv_read[if on_gpu { 0 } else { 1 }] += per_cell * depth as f64;
     }
-    let t_gpu = (read[0] + kv_read[0]) / per_ms(gpu_bw * gpu_eff);
-    t_cpu += profile.cpu_read_ms("F16", kv_read[1]);
+    let kv_ty = plan.kv_type.ggml().name();
+    t_gpu += kv_read[0] / per_ms(gpu_bw * gpu_read_eff(kv_ty));
+    t_cpu += profile.cpu_read_ms(kv_ty, kv_read[1]);
+    cpu_groups.add(ReadGroup::of(kv_ty), kv_read[1]);
     let t_ssd = read[2] / per_ms(profile.ssd.rand_read_gbs);
     let cpu_layers = if has_gpu {
         layer_has_cpu.iter().filter(|&&c| c).count()
@@ -146,6 +202,13 @@ pub fn predict(shape: &ModelShape, profile: &DeviceProfile, plan: &Plan) -> Pred
     } else {
         shape.graph_nodes()
     };
+    // Kernels the GPU launches per token: the nodes of the layers it runs.
+    let gpu_nodes = if has_gpu {
+        shape.graph_nodes().saturating_sub(cpu_nodes)
+    } else {
+        0
+    };
+    let t_gpu_nodes = gpu_nodes as f64 * e.gpu_node_overhead_ms;
     let rebuilt_nodes = shape.rebuilt_graph_nodes();
     // Routed-expert matrices read on the CPU: k per CPU-resident expert tensor.
     let expert_slices = plan
@@ -163,28 +226,43 @@ pub fn predict(shape: &ModelShape, profile: &DeviceProfile, plan: &Plan) -> Pred
     let t_fixed = profile.cpu_overhead_ms(&counts);
     let mut decode_terms = Vec::new();
     if has_gpu {
+        gpu_groups.add(ReadGroup::of(kv_ty), kv_read[0]);
+        let gpu_eff_of = |g: ReadGroup| gpu_read_eff(g.example_type());
         decode_terms.push(term(
             "vram reads",
             t_gpu,
             format!(
-                "{:.0} MB weights + {:.1} MB KV at {:.0} GB/s x {:.2}",
+                "{:.0} MB weights + {:.1} MB KV at {:.0} GB/s x {}",
                 read[0] / 1e6,
                 kv_read[0] / 1e6,
                 gpu_bw,
-                gpu_eff
+                gpu_groups.describe(gpu_eff_of)
             ),
         ));
+        if gpu_nodes > 0 && e.gpu_node_overhead_ms > 0.0 {
+            decode_terms.push(term(
+                "gpu kernels",
+                t_gpu_nodes,
+                format!(
+                    "{gpu_nodes} graph nodes x {:.1} us",
+                    e.gpu_node_overhead_ms * 1e3
+                ),
+            ));
+        }
     }
+    let cpu_eff_of = |g: ReadGroup| match g {
+        ReadGroup::ExpertKQuant => e.cpu_expert_bandwidth.unwrap_or(e.cpu_bandwidth),
+        g => e.cpu_bandwidth_for(g.example_type()),
+    };
     decode_terms.push(term(
         "ram reads",
         t_cpu,
         format!(
-            "{:.0} MB weights + {:.1} MB KV at {:.0} GB/s x {:.2} ({:.2} for F16)",
+            "{:.0} MB weights + {:.1} MB KV at {:.0} GB/s x {}",
             (read[1] + read[2]) / 1e6,
             kv_read[1] / 1e6,
             cpu_bw,
-            e.cpu_bandwidth,
-            e.cpu_bandwidth_for("F16")
+            cpu_groups.describe(cpu_eff_of)
         ),
     ));
     if read[2] > 0.0 {
@@ -246,6 +324,10 @@ pub fn predict(shape: &ModelShape, profile: &DeviceProfile, plan: &Plan) -> Pred
     let u = plan.n_ubatch.min(plan.ctx).max(1) as f64;
     let touched = 1.0 - (1.0 - k as f64 / n_exp as f64).powf(u);
     let mut flops = [0f64; 2]; // gpu, cpu
+    let mut t_gpu_compute = 0f64;
+    // The weights the GPU reads per ubatch: all of a dense one, the experts the ubatch's
+    // tokens route to (`touched`) of an MoE one. Compute and these reads overlap.
+    let mut t_gpu_weight_reads = 0f64;
     let mut upload_bytes = 0f64;
     let mut cpu_weight_bytes = 0f64;
     let offload = has_gpu && (u as u64) >= OP_OFFLOAD_MIN_BATCH;
@@ -253,23 +335,19 @@ pub fn predict(shape: &ModelShape, profile: &DeviceProfile, plan: &Plan) -> Pred
         if t.role == TensorRole::TokenEmbd {
             continue;
         }
-        let share = if t.role == TensorRole::RoutedExpert {
-            k as f64 / n_exp as f64
-        } else {
-            1.0
-        };
+        let expert = t.role == TensorRole::RoutedExpert;
+        let share = if expert { k as f64 / n_exp as f64 } else { 1.0 };
+        let used = if expert { touched } else { 1.0 };
         let f = 2.0 * u * t.n_elements as f64 * share;
-        if t.tier == Tier::Vram {
+        if t.tier == Tier::Vram || offload {
             flops[0] += f;
-        } else if offload {
-            // Offloaded op: the used part of the weight crosses PCIe, the GPU computes.
-            flops[0] += f;
-            let used = if t.role == TensorRole::RoutedExpert {
-                touched
-            } else {
-                1.0
-            };
-            upload_bytes += used * t.bytes as f64;
+            t_gpu_compute += f / (gpu_flops * gpu_compute_eff(&t.ggml_type, expert) * 1e6);
+            t_gpu_weight_reads +=
+                used * t.bytes as f64 / per_ms(gpu_bw * gpu_read_eff(&t.ggml_type));
+            if t.tier != Tier::Vram {
+                // Offloaded op: the used part of the weight crosses PCIe.
+                upload_bytes += used * t.bytes as f64;
+            }
         } else {
             flops[1] += f;
             cpu_weight_bytes += t.bytes as f64;
@@ -285,19 +363,56 @@ pub fn predict(shape: &ModelShape, profile: &DeviceProfile, plan: &Plan) -> Pred
     };
     flops[0] += attn_total * attn_gpu_share;
     flops[1] += attn_total * (1.0 - attn_gpu_share);
+    t_gpu_compute +=
+        attn_total * attn_gpu_share / (gpu_flops * gpu_compute_eff("F16", false) * 1e6);
+    // Without flash attention the GPU writes the ubatch's KQ scores (F32, one u x u matrix
+    // per head) and reads them back through the mask, softmax and V product.
+    let kq_traffic = if plan.flash_attn {
+        0.0
+    } else {
+        KQ_PASSES * 4.0 * u * u * shape.n_head as f64 * n_layer as f64 * attn_gpu_share
+    };
+    let t_kq = kq_traffic / per_ms(gpu_bw * gpu_read_eff("F32"));
 
     let mut prefill_terms = Vec::new();
     if has_gpu {
+        let bound = if t_gpu_weight_reads > t_gpu_compute {
+            "weight reads"
+        } else {
+            "compute"
+        };
         prefill_terms.push(term(
             "gpu compute",
-            flops[0] / (gpu_flops * gpu_ceff * 1e6),
+            t_gpu_compute.max(t_gpu_weight_reads),
             format!(
-                "{:.1} GFLOP per ubatch of {u} at {:.0} GFLOPS x {:.2}",
+                "{:.1} GFLOP per ubatch of {u} at {:.0} GFLOPS x {:.2} (quantized), x {:.2} (float); {:.1} ms of weight reads; {bound}-bound",
                 flops[0] / 1e9,
                 gpu_flops,
-                gpu_ceff
+                gpu_compute_eff("Q4_K", false),
+                gpu_compute_eff("F16", false),
+                t_gpu_weight_reads,
             ),
         ));
+        if kq_traffic > 0.0 {
+            prefill_terms.push(term(
+                "attention scores",
+                t_kq,
+                format!(
+                    "{:.0} MB of KQ traffic without flash attention",
+                    kq_traffic / 1e6
+                ),
+            ));
+        }
+        if gpu_nodes > 0 && e.gpu_node_overhead_ms > 0.0 {
+            prefill_terms.push(term(
+                "gpu kernels",
+                t_gpu_nodes,
+                format!(
+                    "{gpu_nodes} graph nodes x {:.1} us",
+                    e.gpu_node_overhead_ms * 1e3
+                ),
+            ));
+        }
     }
     if upload_bytes > 0.0 {
         let h2d = profile

@@ -4,6 +4,7 @@
 //! `plan(shape, profile, request)` is a function of its inputs.
 
 pub mod classify;
+pub mod context;
 pub mod cost;
 pub mod memory;
 pub mod model;

@@ -49,6 +49,9 @@ pub struct ModelShape {
     /// The output head is token_embd itself (tied); llama.cpp then duplicates it for
     /// a GPU output layer.
     pub tied_output: bool,
+    /// YaRN context extension the model declares (`{arch}.rope.scaling.type = yarn`):
+    /// (factor, original context). llama.cpp then runs it up to factor x original.
+    pub yarn: Option<(f64, u64)>,
     pub tensors: Vec<PlanTensor>,
     /// Size of the GGUF file(s) on disk, for the SSD tier.
     pub file_bytes: u64,
@@ -156,6 +159,17 @@ impl ModelShape {
         let n_ff_shexp = width(".ffn_up_shexp.weight");
 
         let (swa_window, swa_layers) = sliding_window(gguf, &arch, n_layer);
+        let yarn = match gguf.get_str(&format!("{arch}.rope.scaling.type")) {
+            Some("yarn") => {
+                let factor = gguf
+                    .get(&format!("{arch}.rope.scaling.factor"))
+                    .and_then(|v| v.as_f64())
+                    .filter(|f| f.is_finite() && *f >= 1.0);
+                let original = gguf.arch_u64("rope.scaling.original_context_length");
+                factor.map(|f| (f, original.unwrap_or(n_ctx_train)))
+            }
+            _ => None,
+        };
         Ok(ModelShape {
             architecture: arch,
             n_layer,
@@ -173,9 +187,19 @@ impl ModelShape {
             swa_window,
             swa_layers,
             tied_output,
+            yarn,
             tensors,
             file_bytes: gguf.file_size.max(gguf.data_offset + total_bytes(gguf)),
         })
+    }
+
+    /// The longest context the model itself supports: its training context, or what its
+    /// YaRN scaling extends the original context to (Qwen 3: 4 x 32,768 = 131,072).
+    pub fn context_limit(&self) -> u64 {
+        let yarn = self.yarn.map_or(0, |(factor, original)| {
+            (factor * original as f64).min(u64::MAX as f64 / 2.0) as u64
+        });
+        self.n_ctx_train.max(yarn)
     }
 
     pub fn weight_bytes(&self) -> u64 {

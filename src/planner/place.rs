@@ -722,6 +722,7 @@ mod tests {
             swa_window: None,
             swa_layers: vec![false; n_layer as usize],
             tied_output: false,
+            yarn: None,
             file_bytes: 0,
             tensors,
         }

@@ -42,6 +42,11 @@ pub fn default_efficiency() -> Efficiency {
         expert_slice_ms: 0.0,
         cpu_type_bandwidth: Default::default(),
         cpu_expert_bandwidth: None,
+        gpu_float_bandwidth: None,
+        gpu_legacy_bandwidth: None,
+        gpu_node_overhead_ms: 0.0,
+        gpu_float_compute: None,
+        gpu_expert_compute: None,
     }
 }
 

@@ -62,6 +62,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../profiles/jetson-orin-nano-8gb.toml"),
     ),
     (
+        "jetson-orin-nano-super-8gb",
+        include_str!("../../profiles/jetson-orin-nano-super-8gb.toml"),
+    ),
+    (
         "jetson-agx-orin-64gb",
         include_str!("../../profiles/jetson-agx-orin-64gb.toml"),
     ),
@@ -229,6 +233,27 @@ pub struct Efficiency {
     /// type. Fitted by `edge profile calibrate`; unset means `cpu_bandwidth`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_expert_bandwidth: Option<f64>,
+    /// Achieved / peak GPU memory bandwidth in decode for F32/F16/BF16 weights (and the
+    /// KV cache), where it differs from `gpu_bandwidth` (the K/IQ quants'): GPUs stream
+    /// plain floats closer to peak than they dequantize blocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_float_bandwidth: Option<f64>,
+    /// The same for the legacy block quants (Q4_0..Q8_0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_legacy_bandwidth: Option<f64>,
+    /// Per graph node per token or ubatch on the GPU (kernel launch, synchronisation), ms:
+    /// the fixed cost that makes small models on a fast GPU slower than their bytes say.
+    #[serde(default)]
+    pub gpu_node_overhead_ms: f64,
+    /// Achieved / peak compute in prefill for F32/F16/BF16 weights (cuBLAS or Metal's
+    /// simdgroup matmul), where it differs from `gpu_compute` (quantized weights: CUDA's
+    /// MMQ kernels, Metal's dequantize-and-multiply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_float_compute: Option<f64>,
+    /// Achieved / peak compute in prefill for routed experts (`mul_mat_id`: each expert
+    /// multiplies only the tokens routed to it), where it differs from `gpu_compute`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_expert_compute: Option<f64>,
 }
 
 /// What the per-token CPU overheads are counted in ([`DeviceProfile::cpu_overhead_ms`]).
@@ -246,6 +271,28 @@ pub struct OverheadCounts {
 }
 
 impl Efficiency {
+    /// The GPU decode bandwidth efficiency for weights (or KV cache) of `ggml_type`.
+    pub fn gpu_bandwidth_for(&self, ggml_type: &str) -> f64 {
+        match ReadGroup::of(ggml_type) {
+            ReadGroup::Float => self.gpu_float_bandwidth.unwrap_or(self.gpu_bandwidth),
+            ReadGroup::Legacy => self.gpu_legacy_bandwidth.unwrap_or(self.gpu_bandwidth),
+            _ => self.gpu_bandwidth,
+        }
+    }
+
+    /// The GPU prefill compute efficiency for a matmul on weights of `ggml_type`.
+    pub fn gpu_compute_for(&self, ggml_type: &str, routed_expert: bool) -> f64 {
+        if routed_expert {
+            if let Some(e) = self.gpu_expert_compute {
+                return e;
+            }
+        }
+        match ReadGroup::of(ggml_type) {
+            ReadGroup::Float => self.gpu_float_compute.unwrap_or(self.gpu_compute),
+            _ => self.gpu_compute,
+        }
+    }
+
     /// The CPU decode bandwidth efficiency for weights of `ggml_type`.
     pub fn cpu_bandwidth_for(&self, ggml_type: &str) -> f64 {
         self.cpu_type_bandwidth
@@ -303,11 +350,19 @@ impl DeviceProfile {
                 )));
             }
         }
-        for (what, v) in [
-            ("efficiency.gpu_bandwidth", e.gpu_bandwidth),
-            ("efficiency.gpu_compute", e.gpu_compute),
-            ("efficiency.cpu_compute", e.cpu_compute),
-        ] {
+        let gpu_factors = [
+            ("efficiency.gpu_bandwidth", Some(e.gpu_bandwidth)),
+            ("efficiency.gpu_float_bandwidth", e.gpu_float_bandwidth),
+            ("efficiency.gpu_legacy_bandwidth", e.gpu_legacy_bandwidth),
+            ("efficiency.gpu_compute", Some(e.gpu_compute)),
+            ("efficiency.gpu_float_compute", e.gpu_float_compute),
+            ("efficiency.gpu_expert_compute", e.gpu_expert_compute),
+            ("efficiency.cpu_compute", Some(e.cpu_compute)),
+        ];
+        for (what, v) in gpu_factors
+            .into_iter()
+            .filter_map(|(what, v)| v.map(|v| (what, v)))
+        {
             if !(v > 0.0 && v <= 1.0) {
                 return Err(bad(format!("{what} must be in (0, 1], got {v}")));
             }
@@ -317,10 +372,11 @@ impl DeviceProfile {
             && e.layer_overhead_ms >= 0.0
             && e.node_overhead_ms >= 0.0
             && e.graph_build_node_ms >= 0.0
-            && e.expert_slice_ms >= 0.0)
+            && e.expert_slice_ms >= 0.0
+            && e.gpu_node_overhead_ms >= 0.0)
         {
             return Err(bad(
-                "efficiency.sync_ms and the overheads (token, layer, node, graph_build_node, expert_slice) must be >= 0".into(),
+                "efficiency.sync_ms and the overheads (token, layer, node, graph_build_node, expert_slice, gpu_node) must be >= 0".into(),
             ));
         }
         for (what, v) in [
@@ -471,6 +527,15 @@ impl ReadGroup {
         match ReadGroup::of(ggml_type) {
             ReadGroup::KQuant if routed_expert => ReadGroup::ExpertKQuant,
             group => group,
+        }
+    }
+
+    /// A ggml type of this group, to look its efficiency up by.
+    pub fn example_type(self) -> &'static str {
+        match self {
+            ReadGroup::KQuant | ReadGroup::ExpertKQuant => "Q4_K",
+            ReadGroup::Legacy => "Q4_0",
+            ReadGroup::Float => "F16",
         }
     }
 

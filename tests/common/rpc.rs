@@ -55,10 +55,20 @@ pub fn profile_home() -> &'static Path {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/rtx4060-8gb.toml"),
     )
     .unwrap();
-    let text = shipped
+    // Tiny test models decode in microseconds: the shipped fixed costs would make the
+    // CPU-only plan faster and leave the RPC device unused.
+    let text: String = shipped
         .replace("name = \"rtx4060-8gb\"", "name = \"rpc-test-gpu\"")
-        .replace("sync_ms = 0.15", "sync_ms = 0.01")
-        .replace("token_overhead_ms = 0.3", "token_overhead_ms = 0.01");
+        .lines()
+        .map(|l| match l.split(" = ").next() {
+            Some("sync_ms") => "sync_ms = 0.01".to_string(),
+            Some("token_overhead_ms") => "token_overhead_ms = 0.01".to_string(),
+            Some("gpu_node_overhead_ms") => "gpu_node_overhead_ms = 0.0".to_string(),
+            _ => l.to_string(),
+        })
+        .map(|l| l + "\n")
+        .collect();
+    assert!(text.contains("token_overhead_ms = 0.01"), "{text}");
     std::fs::write(dir.join("rpc-test-gpu.toml"), text).unwrap();
     Box::leak(home.into_boxed_path())
 }
