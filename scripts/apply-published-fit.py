@@ -23,7 +23,7 @@ def fmt(v):
 for fit in report["fits"]:
     factors = {}
     for key, v in fit["factors"].items():
-        if abs(v - ANCHORS.get(key, -1)) < 1e-3 and key in ANCHORS:
+        if key in ANCHORS and abs(v - ANCHORS[key]) < 1e-9:
             continue
         factors[key] = v
     for name in fit["profiles"]:

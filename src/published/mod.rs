@@ -279,6 +279,22 @@ pub enum Factor {
     CpuCompute,
 }
 
+/// Every factor, in fit order.
+pub const ALL_FACTORS: [Factor; 12] = [
+    Factor::GpuBandwidth,
+    Factor::GpuLegacyBandwidth,
+    Factor::GpuFloatBandwidth,
+    Factor::GpuNodeOverheadMs,
+    Factor::TokenOverheadMs,
+    Factor::GpuCompute,
+    Factor::GpuFloatCompute,
+    Factor::GpuExpertCompute,
+    Factor::CpuBandwidth,
+    Factor::CpuLegacyBandwidth,
+    Factor::CpuFloatBandwidth,
+    Factor::CpuCompute,
+];
+
 impl Factor {
     pub fn key(self) -> &'static str {
         match self {
@@ -447,15 +463,24 @@ pub fn fit(
                     .any(|p| p.name == r.row.profile && fit_group(p) == backend)
             })
             .collect();
-        if rows.is_empty() {
-            continue;
-        }
         let profile_of = |r: &PricedRow, ps: &[DeviceProfile]| -> DeviceProfile {
             ps.iter()
                 .find(|p| p.name == r.row.profile)
                 .cloned()
                 .expect("profile")
         };
+        // A row whose model does not fit its profile says nothing about the factors.
+        let rows: Vec<&PricedRow> = rows
+            .into_iter()
+            .filter(|r| {
+                predict_row(r, &profile_of(r, profiles))
+                    .decode_tok_s
+                    .is_some()
+            })
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
         let mut factors: Vec<Factor> = Vec::new();
         for r in &rows {
             let (d, p) = factors_of(r, &profile_of(r, profiles));
@@ -713,5 +738,297 @@ mod tests {
         let bad = format!("{head}\nrtx4090-24gb,RTX 4090,cuda,llama 7B Q4_0,Q4_0,3.56,6.74,99,,0,,1,2,,2024,https://x,n,maybe\n");
         let err = parse_table(&bad).unwrap_err().to_string();
         assert!(err.contains("split"), "{err}");
+    }
+}
+
+/// The cost model's GPU terms and the context search, on rebuilt published models (no
+/// model file needed).
+#[cfg(test)]
+mod cost_terms {
+    use super::models::ReferenceModel;
+    use crate::planner::context::{max_context, ContextBound, CONTEXT_STEP};
+    use crate::planner::{plan, KvType, ModelShape, Plan, PlanRequest};
+    use crate::profile::{find_profile, DeviceProfile};
+
+    fn shape(name: &str, ty: &str) -> ModelShape {
+        ModelShape::from_gguf(&ReferenceModel::find(name).unwrap().gguf(ty).unwrap()).unwrap()
+    }
+
+    fn profile(name: &str) -> DeviceProfile {
+        find_profile(name, None).unwrap()
+    }
+
+    fn term(p: &Plan, decode: bool, name: &str) -> Option<f64> {
+        let terms = if decode {
+            &p.predicted.decode_terms
+        } else {
+            &p.predicted.prefill_terms
+        };
+        terms.iter().find(|t| t.name == name).map(|t| t.ms)
+    }
+
+    fn on_gpu(shape: &ModelShape, profile: &DeviceProfile, fa: bool) -> Plan {
+        let p = plan(
+            shape,
+            profile,
+            &PlanRequest {
+                ctx: Some(512),
+                kv_type: Some(KvType::F16),
+                flash_attn: Some(fa),
+                ..Default::default()
+            },
+        );
+        // llama.cpp keeps token_embd in host memory (it is read one row per token).
+        assert!(p.fits);
+        assert!(p
+            .tensors
+            .iter()
+            .all(|t| t.tier == crate::planner::Tier::Vram
+                || t.role == crate::planner::TensorRole::TokenEmbd));
+        p
+    }
+
+    #[test]
+    fn gpu_reads_are_priced_per_weight_type() {
+        let mut prof = profile("rtx4090-24gb");
+        prof.efficiency.gpu_float_bandwidth = Some(0.4);
+        let f16 = shape("llama 7B", "F16");
+        let q4 = shape("llama 7B", "Q4_0");
+        let slow_f16 = term(&on_gpu(&f16, &prof, true), true, "vram reads").unwrap();
+        let slow_q4 = term(&on_gpu(&q4, &prof, true), true, "vram reads").unwrap();
+        prof.efficiency.gpu_float_bandwidth = Some(0.8);
+        let fast_f16 = term(&on_gpu(&f16, &prof, true), true, "vram reads").unwrap();
+        let fast_q4 = term(&on_gpu(&q4, &prof, true), true, "vram reads").unwrap();
+        // F16 weights (and the F16 KV cache) all move with the float efficiency.
+        assert!(
+            (slow_f16 / fast_f16 - 2.0).abs() < 1e-9,
+            "{slow_f16} {fast_f16}"
+        );
+        // A Q4_0 file reads only its KV cache as floats.
+        assert!(
+            slow_q4 > fast_q4 && slow_q4 / fast_q4 < 1.05,
+            "{slow_q4} {fast_q4}"
+        );
+        // The expected time: the bytes over the bandwidth at that efficiency.
+        let bytes: f64 = f16.tensors.iter().map(|t| t.density * t.bytes as f64).sum();
+        let expected = bytes / (prof.gpus[0].bandwidth_gbs * 0.8 * 1e6);
+        assert!(
+            fast_f16 > expected && fast_f16 < expected * 1.01,
+            "{fast_f16} vs {expected}"
+        );
+    }
+
+    #[test]
+    fn the_report_names_the_efficiency_used_for_each_group() {
+        let prof = profile("rtx4090-24gb");
+        let p = on_gpu(&shape("llama 8B", "Q4_K_M"), &prof, true);
+        let detail = &p.predicted.decode_terms[0].detail;
+        let k = format!("{:.2} for K/IQ-quant", prof.efficiency.gpu_bandwidth);
+        let float = format!(
+            "{:.2} for F32/F16/BF16",
+            prof.efficiency.gpu_bandwidth_for("F16")
+        );
+        assert!(detail.contains(&k) && detail.contains(&float), "{detail}");
+        assert!(!detail.contains("legacy"), "{detail}");
+    }
+
+    #[test]
+    fn gpu_kernels_cost_per_graph_node() {
+        let mut prof = profile("rtx4090-24gb");
+        let s = shape("qwen3moe 30B.A3B", "Q4_K_M");
+        prof.efficiency.gpu_node_overhead_ms = 0.002;
+        let p = on_gpu(&s, &prof, true);
+        let kernels = term(&p, true, "gpu kernels").unwrap();
+        assert!((kernels - s.graph_nodes() as f64 * 0.002).abs() < 1e-9);
+        assert_eq!(term(&p, false, "gpu kernels"), Some(kernels));
+        prof.efficiency.gpu_node_overhead_ms = 0.0;
+        let none = on_gpu(&s, &prof, true);
+        assert_eq!(term(&none, true, "gpu kernels"), None);
+        assert!(none.predicted.decode_tok_s > p.predicted.decode_tok_s);
+    }
+
+    #[test]
+    fn attention_without_flash_attention_costs_the_kq_traffic() {
+        let prof = profile("rtx4090-24gb");
+        let s = shape("llama 7B", "Q4_0");
+        let fa = on_gpu(&s, &prof, true);
+        let no_fa = on_gpu(&s, &prof, false);
+        assert_eq!(term(&fa, false, "attention scores"), None);
+        let kq = term(&no_fa, false, "attention scores").unwrap();
+        // 4 passes over an F32 512 x 512 matrix per head and layer.
+        let bytes = 4.0 * 4.0 * 512.0 * 512.0 * 32.0 * 32.0;
+        let bw = prof.gpus[0].bandwidth_gbs * prof.efficiency.gpu_bandwidth_for("F32") * 1e6;
+        assert!((kq - bytes / bw).abs() < 1e-9, "{kq}");
+        assert!(no_fa.predicted.prefill_tok_s < fa.predicted.prefill_tok_s);
+        assert_eq!(no_fa.predicted.decode_tok_s, fa.predicted.decode_tok_s);
+    }
+
+    #[test]
+    fn moe_prefill_is_bounded_by_the_experts_a_ubatch_reads() {
+        let mut prof = profile("rtx4090-24gb");
+        let s = shape("qwen3moe 30B.A3B", "Q4_K_M");
+        // Unlimited compute: the ubatch costs what it reads.
+        prof.gpus[0].fp16_tflops = 1e9;
+        let p = on_gpu(&s, &prof, true);
+        let t = p
+            .predicted
+            .prefill_terms
+            .iter()
+            .find(|t| t.name == "gpu compute")
+            .unwrap();
+        assert!(t.detail.contains("weight reads-bound"), "{}", t.detail);
+        // 512 tokens route to nearly every expert (1 - (1 - 8/128)^512 ~ 1): the whole
+        // model is read, at the K-quant efficiency for most of it.
+        let all: f64 = s
+            .tensors
+            .iter()
+            .filter(|t| t.role != crate::planner::TensorRole::TokenEmbd)
+            .map(|t| t.bytes as f64)
+            .sum();
+        let at = |eff: f64| all / (prof.gpus[0].bandwidth_gbs * eff * 1e6);
+        let e = &prof.efficiency;
+        assert!(t.ms <= at(e.gpu_bandwidth.min(e.gpu_bandwidth_for("F32"))) * 1.001);
+        assert!(t.ms >= at(e.gpu_bandwidth.max(e.gpu_bandwidth_for("F32"))) * 0.999);
+        // Expert matmuls take their own compute efficiency.
+        let mut slow = profile("rtx4090-24gb");
+        slow.efficiency.gpu_expert_compute = Some(0.01);
+        let q = on_gpu(&s, &slow, true);
+        assert!(
+            q.predicted.prefill_tok_s
+                < on_gpu(&s, &profile("rtx4090-24gb"), true)
+                    .predicted
+                    .prefill_tok_s
+                    / 5.0
+        );
+    }
+
+    #[test]
+    fn the_longest_context_per_kv_type_is_the_edge_of_the_fit() {
+        let s = shape("qwen3 8B", "Q4_K_M");
+        // 7 GiB of RAM for 4.7 GiB of weights: the KV cache decides.
+        let prof = profile("raspberry-pi5-8gb");
+        let req = PlanRequest::default();
+        let limits = max_context(&s, &prof, &req);
+        assert_eq!(limits.len(), 3);
+        for l in &limits {
+            assert!(l.max_ctx > 0 && l.max_ctx % CONTEXT_STEP == 0, "{l:?}");
+            let at = |ctx| {
+                plan(
+                    &s,
+                    &prof,
+                    &PlanRequest {
+                        ctx: Some(ctx),
+                        kv_type: Some(l.kv_type),
+                        ..req.clone()
+                    },
+                )
+            };
+            assert!(at(l.max_ctx).fits);
+            if l.bound == ContextBound::Memory {
+                assert!(!at(l.max_ctx + CONTEXT_STEP).fits, "{l:?}");
+            } else {
+                assert_eq!(l.max_ctx, s.context_limit());
+            }
+        }
+        // Smaller KV cells, longer contexts.
+        assert_eq!(limits[0].bound, ContextBound::Memory, "{limits:?}");
+        assert!(limits[0].max_ctx < limits[1].max_ctx, "{limits:?}");
+        assert!(limits[1].max_ctx <= limits[2].max_ctx, "{limits:?}");
+        // Without flash attention a quantized V cache is unusable.
+        let no_fa = max_context(
+            &s,
+            &prof,
+            &PlanRequest {
+                flash_attn: Some(false),
+                ..req.clone()
+            },
+        );
+        assert!(no_fa[0].max_ctx > 0);
+        assert_eq!(no_fa[2].bound, ContextBound::Unusable);
+        // A model that fits whole on a big device is bounded by itself.
+        let big = max_context(&s, &profile("h100-80gb"), &PlanRequest::default());
+        assert!(big
+            .iter()
+            .all(|l| l.bound == ContextBound::Model && l.max_ctx == 32768));
+    }
+
+    #[test]
+    fn yarn_extends_the_models_own_limit() {
+        let mut g = ReferenceModel::find("qwen3 8B")
+            .unwrap()
+            .gguf("Q4_K_M")
+            .unwrap();
+        assert_eq!(ModelShape::from_gguf(&g).unwrap().context_limit(), 32768);
+        use crate::gguf_info::MetaValue;
+        g.metadata.push((
+            "qwen3.rope.scaling.type".into(),
+            MetaValue::Str("yarn".into()),
+        ));
+        g.metadata
+            .push(("qwen3.rope.scaling.factor".into(), MetaValue::F32(4.0)));
+        g.metadata.push((
+            "qwen3.rope.scaling.original_context_length".into(),
+            MetaValue::U32(32768),
+        ));
+        let s = ModelShape::from_gguf(&g).unwrap();
+        assert_eq!(s.yarn, Some((4.0, 32768)));
+        assert_eq!(s.context_limit(), 131072);
+        let limits = max_context(&s, &profile("h100-80gb"), &PlanRequest::default());
+        assert!(limits.iter().all(|l| l.max_ctx == 131072), "{limits:?}");
+        // Another scaling type extends nothing.
+        g.metadata.retain(|(k, _)| k != "qwen3.rope.scaling.type");
+        g.metadata.push((
+            "qwen3.rope.scaling.type".into(),
+            MetaValue::Str("linear".into()),
+        ));
+        assert_eq!(ModelShape::from_gguf(&g).unwrap().context_limit(), 32768);
+    }
+}
+
+/// The shipped table against the shipped profiles.
+#[cfg(test)]
+mod shipped {
+    use super::*;
+
+    #[test]
+    fn the_shipped_profiles_carry_the_fit_and_meet_the_held_out_targets() {
+        let rows = parse_table(TABLE).unwrap();
+        let profiles = crate::profile::builtin_profiles();
+        let refit = report(&rows, &profiles, true);
+        for f in &refit.fits {
+            for name in &f.profiles {
+                let p = profiles.iter().find(|p| &p.name == name).unwrap();
+                for (key, &v) in &f.factors {
+                    let factor = ALL_FACTORS.iter().find(|x| x.key() == *key).unwrap();
+                    let shipped = factor.get(&p.efficiency);
+                    assert!(
+                        (shipped / v - 1.0).abs() < 0.01 || (shipped - v).abs() < 1e-5,
+                        "{name}: {key} is {shipped}, a refit gives {v} (run scripts/apply-published-fit.py)"
+                    );
+                }
+            }
+        }
+        let r = report(&rows, &profiles, false);
+        for p in &r.rows {
+            eprintln!(
+                "{:<28} {:<34} {:<7} decode {:>5} prefill {:>5}",
+                p.profile,
+                format!("{} {}", p.model, p.quant),
+                if p.holdout { "holdout" } else { "fit" },
+                p.decode_ratio.map_or("-".into(), |v| format!("{v:.2}")),
+                p.prefill_ratio.map_or("-".into(), |v| format!("{v:.2}")),
+            );
+        }
+        eprintln!("held out: {:?}", r.holdout);
+        assert!(
+            r.holdout.decode.rows >= 8 && r.holdout.prefill.rows >= 8,
+            "{:?}",
+            r.holdout
+        );
+        assert!(r.holdout.decode.share() >= 0.85, "{:?}", r.holdout.decode);
+        assert!(r.holdout.prefill.share() >= 0.70, "{:?}", r.holdout.prefill);
+        let profiles_priced: std::collections::BTreeSet<&str> =
+            r.rows.iter().map(|p| p.profile.as_str()).collect();
+        assert!(profiles_priced.len() >= 9, "{profiles_priced:?}");
     }
 }
