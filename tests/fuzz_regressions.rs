@@ -43,7 +43,10 @@ fn every_kept_fuzz_input_runs_clean() {
 fn real_files_run_clean() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     for p in std::fs::read_dir(repo.join("profiles")).unwrap() {
-        edge::fuzzing::toml_data(&std::fs::read(p.unwrap().path()).unwrap());
+        let path = p.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            edge::fuzzing::toml_data(&std::fs::read(path).unwrap());
+        }
     }
     let smol = edge::test_data::require("smollm2-135m-instruct-q4_1.gguf");
     let header = std::fs::read(&smol).unwrap();

@@ -1,6 +1,7 @@
 //! The calibration run: memory and SSD bandwidth, timed decodes of real and synthetic
 //! models (each planned CPU-only and loaded with the plan applied), the fit of the CPU
-//! cost model, and the saved `this-machine` profile.
+//! cost model, the GPU's factors where there is one ([`super::gpu`]), and the saved
+//! `this-machine` profile.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -153,6 +154,8 @@ pub struct Calibration {
     pub prefill_gflops: Option<(String, f64, f64)>,
     pub fit: Fit,
     pub runs: Vec<ModelRun>,
+    /// The GPU's calibration, when there is a GPU.
+    pub gpu: Option<super::gpu::GpuCalibration>,
     pub notes: Vec<String>,
 }
 
@@ -455,6 +458,7 @@ pub fn calibrate(args: &CalibrateOptions, verbose: bool, stop: &AtomicBool) -> R
         }
     } else {
         profile.efficiency = default_efficiency();
+        crate::profile::detect::adopt_shipped_gpu_factors(&mut profile);
     }
     profile.cpu.mem_bandwidth_gbs = round3(mem_gbs);
     if let Some(r) = &ssd {
@@ -505,13 +509,25 @@ pub fn calibrate(args: &CalibrateOptions, verbose: bool, stop: &AtomicBool) -> R
         human_bytes(profile.memory.ram_bytes),
         profile.cpu.mem_bandwidth_gbs
     );
-    if !hw.gpus.is_empty() {
-        notes.push(
-            "GPU bandwidth and host-to-GPU copies are not measured yet: the GPU figures come from the shipped profile of the same GPU, or defaults".into(),
-        );
-    } else {
+    // The GPU: its factors fitted on the same models placed wholly in VRAM.
+    let gpu = if hw.gpus.is_empty() || profile.gpus.is_empty() {
         notes.push("no GPU: GPU bandwidth and host-to-GPU copies not measured".into());
-    }
+        None
+    } else {
+        check()?;
+        let (with_gpu, gpu) = super::gpu::calibrate_gpu(
+            &models[..n_fit],
+            &profile,
+            threads,
+            work.n_gen,
+            work.gen_reps,
+            verbose,
+            stop,
+        )?;
+        profile = with_gpu;
+        notes.extend(gpu.notes.iter().cloned());
+        Some(gpu)
+    };
     // Predictions of the calibrated cost model, and of the planner as it stands.
     let mut planner_differs = false;
     for (r, shape) in runs.iter_mut().zip(&shapes) {
@@ -555,6 +571,7 @@ pub fn calibrate(args: &CalibrateOptions, verbose: bool, stop: &AtomicBool) -> R
         prefill_gflops,
         fit,
         runs,
+        gpu,
         notes,
     })
 }

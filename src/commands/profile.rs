@@ -44,7 +44,9 @@ pub enum ProfileCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Measure this machine and save it as the user profile `this-machine`.
+    /// Measure this machine and save it as the user profile `this-machine`: memory, SSD, CPU
+    /// decode and prefill, and on a GPU its bandwidth per weight type, kernel cost, prefill
+    /// rate and host-to-GPU copies.
     Calibrate(CalibrateArgs),
     /// Check the planner against published llama-bench results: each row's predicted /
     /// measured decode (tg128) and prefill (pp512) speed, and a summary for the rows the
@@ -320,6 +322,7 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
         prefill_gflops,
         fit,
         runs,
+        gpu,
         notes,
     } = run_calibration(
         &CalibrateOptions {
@@ -343,6 +346,7 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
                 "prefill": prefill_gflops.as_ref().map(|(m, tok_s, g)| json!({"model": m, "tok_s": tok_s, "gflops": g})),
                 "fit": fit,
                 "models": runs,
+                "gpu": gpu,
             },
             "notes": notes,
         });
@@ -381,6 +385,35 @@ fn calibrate(args: CalibrateArgs, verbose: bool) -> Result<ExitCode> {
             profile.efficiency.graph_build_node_ms * 1e3,
             profile.efficiency.expert_slice_ms * 1e3
         );
+        if let Some(g) = &gpu {
+            println!();
+            println!(
+                "| {} | weights | decode tok/s | predicted | prefill tok/s | predicted |",
+                g.device
+            );
+            println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+            for r in &g.runs {
+                println!(
+                    "| {} | {} | {:.1} | {:.1} | {:.0} | {:.0} |",
+                    r.label,
+                    human_bytes(r.weight_bytes),
+                    r.decode_tok_s,
+                    r.predicted_decode_tok_s,
+                    r.prefill_tok_s,
+                    r.predicted_prefill_tok_s
+                );
+            }
+            let factors: Vec<String> = g
+                .factors
+                .iter()
+                .map(|(k, v)| format!("{k} {v:.4}"))
+                .collect();
+            println!("gpu: {}", factors.join(", "));
+            match g.h2d_gbs {
+                Some(h) => println!("host->gpu copies {h:.2} GB/s"),
+                None => println!("host->gpu copies not measured"),
+            }
+        }
         match &ssd {
             Some(r) => println!(
                 "ssd {:.2} GB/s sequential, {:.2} GB/s random 2 MiB reads",

@@ -276,7 +276,7 @@ pub fn detect_hardware() -> Result<Detection> {
         .unwrap_or(0);
     let os_reserve_bytes = in_use.max(floor).min(ram_bytes - ram_bytes / 10);
 
-    let profile = DeviceProfile {
+    let mut profile = DeviceProfile {
         name: "detected".to_string(),
         description: format!(
             "This machine: {model}, {} RAM{}",
@@ -308,6 +308,7 @@ pub fn detect_hardware() -> Result<Detection> {
         efficiency: default_efficiency(),
         origin: ProfileOrigin::Detected,
     };
+    adopt_shipped_gpu_factors(&mut profile);
     Ok(Detection {
         profile,
         gpus,
@@ -315,6 +316,38 @@ pub fn detect_hardware() -> Result<Detection> {
         calibration: None,
         notes: Vec::new(),
     })
+}
+
+/// Gives a profile with a GPU the GPU factors of the shipped profiles of its backend (the
+/// fit to published llama-bench results, `crate::published`): those of a shipped profile
+/// with the same GPU, else of one with the same backend and memory kind (discrete or
+/// unified). The CPU factors stay as they are; the per-token overhead is taken too (a
+/// GPU backend's dominates), and calibration refits it.
+pub fn adopt_shipped_gpu_factors(profile: &mut DeviceProfile) {
+    let Some(gpu) = profile.gpus.first() else {
+        return;
+    };
+    let shipped = super::builtin_profiles();
+    let same_kind = |p: &&DeviceProfile| {
+        p.backend == profile.backend && p.memory.unified == profile.memory.unified
+    };
+    let source = shipped
+        .iter()
+        .filter(same_kind)
+        .find(|p| p.gpus.iter().any(|g| gpu_name_matches(&g.name, &gpu.name)))
+        .or_else(|| shipped.iter().find(same_kind));
+    if let Some(src) = source {
+        let (s, d) = (&src.efficiency, &mut profile.efficiency);
+        d.gpu_bandwidth = s.gpu_bandwidth;
+        d.gpu_float_bandwidth = s.gpu_float_bandwidth;
+        d.gpu_legacy_bandwidth = s.gpu_legacy_bandwidth;
+        d.gpu_compute = s.gpu_compute;
+        d.gpu_float_compute = s.gpu_float_compute;
+        d.gpu_expert_compute = s.gpu_expert_compute;
+        d.gpu_node_overhead_ms = s.gpu_node_overhead_ms;
+        d.sync_ms = s.sync_ms;
+        d.token_overhead_ms = s.token_overhead_ms;
+    }
 }
 
 /// Shipped GPU names carry a suffix (`Apple M2 (10-core GPU)`); the driver's do not.

@@ -15,8 +15,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::planner::fit::{fit_factors, Factor, Observation};
 use crate::planner::{self, KvType, ModelShape, PlanRequest};
-use crate::profile::{DeviceProfile, Efficiency, FLOAT_TYPES, LEGACY_QUANT_TYPES};
+use crate::profile::DeviceProfile;
 use models::ReferenceModel;
 
 /// The shipped table.
@@ -262,122 +263,6 @@ pub fn accuracy(ratios: impl IntoIterator<Item = f64>, tolerance: f64) -> Accura
     }
 }
 
-/// The efficiency factors a backend shares across its devices.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub enum Factor {
-    GpuBandwidth,
-    GpuLegacyBandwidth,
-    GpuFloatBandwidth,
-    GpuNodeOverheadMs,
-    TokenOverheadMs,
-    GpuCompute,
-    GpuFloatCompute,
-    GpuExpertCompute,
-    CpuBandwidth,
-    CpuLegacyBandwidth,
-    CpuFloatBandwidth,
-    CpuCompute,
-}
-
-/// Every factor, in fit order.
-pub const ALL_FACTORS: [Factor; 12] = [
-    Factor::GpuBandwidth,
-    Factor::GpuLegacyBandwidth,
-    Factor::GpuFloatBandwidth,
-    Factor::GpuNodeOverheadMs,
-    Factor::TokenOverheadMs,
-    Factor::GpuCompute,
-    Factor::GpuFloatCompute,
-    Factor::GpuExpertCompute,
-    Factor::CpuBandwidth,
-    Factor::CpuLegacyBandwidth,
-    Factor::CpuFloatBandwidth,
-    Factor::CpuCompute,
-];
-
-impl Factor {
-    pub fn key(self) -> &'static str {
-        match self {
-            Factor::GpuBandwidth => "gpu_bandwidth",
-            Factor::GpuLegacyBandwidth => "gpu_legacy_bandwidth",
-            Factor::GpuFloatBandwidth => "gpu_float_bandwidth",
-            Factor::GpuNodeOverheadMs => "gpu_node_overhead_ms",
-            Factor::TokenOverheadMs => "token_overhead_ms",
-            Factor::GpuCompute => "gpu_compute",
-            Factor::GpuFloatCompute => "gpu_float_compute",
-            Factor::GpuExpertCompute => "gpu_expert_compute",
-            Factor::CpuBandwidth => "cpu_bandwidth",
-            Factor::CpuLegacyBandwidth => "cpu_type_bandwidth (legacy quants)",
-            Factor::CpuFloatBandwidth => "cpu_type_bandwidth (floats)",
-            Factor::CpuCompute => "cpu_compute",
-        }
-    }
-
-    /// Efficiencies are shares of a peak; overheads are milliseconds.
-    fn upper_bound(self) -> f64 {
-        match self {
-            Factor::GpuNodeOverheadMs => 0.05,
-            Factor::TokenOverheadMs => 20.0,
-            Factor::CpuBandwidth | Factor::CpuLegacyBandwidth | Factor::CpuFloatBandwidth => {
-                crate::profile::MAX_CPU_READ_EFFICIENCY
-            }
-            _ => 1.0,
-        }
-    }
-
-    /// Weight of the pull towards the prior value, per squared log unit: efficiencies
-    /// have physical priors (a share of a peak), overheads hardly any (they span 0.1 to
-    /// 10 ms between backends and llama.cpp versions).
-    fn prior_weight(self) -> f64 {
-        match self {
-            Factor::GpuNodeOverheadMs | Factor::TokenOverheadMs => 0.002,
-            _ => 0.05,
-        }
-    }
-
-    pub fn get(self, e: &Efficiency) -> f64 {
-        match self {
-            Factor::GpuBandwidth => e.gpu_bandwidth,
-            Factor::GpuLegacyBandwidth => e.gpu_bandwidth_for("Q4_0"),
-            Factor::GpuFloatBandwidth => e.gpu_bandwidth_for("F16"),
-            Factor::GpuNodeOverheadMs => e.gpu_node_overhead_ms,
-            Factor::TokenOverheadMs => e.token_overhead_ms,
-            Factor::GpuCompute => e.gpu_compute,
-            Factor::GpuFloatCompute => e.gpu_compute_for("F16", false),
-            Factor::GpuExpertCompute => e.gpu_compute_for("Q4_K", true),
-            Factor::CpuBandwidth => e.cpu_bandwidth,
-            Factor::CpuLegacyBandwidth => e.cpu_bandwidth_for("Q4_0"),
-            Factor::CpuFloatBandwidth => e.cpu_bandwidth_for("F16"),
-            Factor::CpuCompute => e.cpu_compute,
-        }
-    }
-
-    pub fn set(self, e: &mut Efficiency, v: f64) {
-        match self {
-            Factor::GpuBandwidth => e.gpu_bandwidth = v,
-            Factor::GpuLegacyBandwidth => e.gpu_legacy_bandwidth = Some(v),
-            Factor::GpuFloatBandwidth => e.gpu_float_bandwidth = Some(v),
-            Factor::GpuNodeOverheadMs => e.gpu_node_overhead_ms = v,
-            Factor::TokenOverheadMs => e.token_overhead_ms = v,
-            Factor::GpuCompute => e.gpu_compute = v,
-            Factor::GpuFloatCompute => e.gpu_float_compute = Some(v),
-            Factor::GpuExpertCompute => e.gpu_expert_compute = Some(v),
-            Factor::CpuBandwidth => e.cpu_bandwidth = v,
-            Factor::CpuLegacyBandwidth => {
-                for t in LEGACY_QUANT_TYPES {
-                    e.cpu_type_bandwidth.insert(t.to_string(), v);
-                }
-            }
-            Factor::CpuFloatBandwidth => {
-                for t in FLOAT_TYPES {
-                    e.cpu_type_bandwidth.insert(t.to_string(), v);
-                }
-            }
-            Factor::CpuCompute => e.cpu_compute = v,
-        }
-    }
-}
-
 /// Which factors a row's decode and prefill figures depend on.
 fn factors_of(row: &PricedRow, profile: &DeviceProfile) -> (Vec<Factor>, Vec<Factor>) {
     let on_gpu = !profile.gpus.is_empty() && row.row.ngl != Some(0);
@@ -493,46 +378,34 @@ pub fn fit(
         }
         factors.sort_by_key(|f| *f as usize);
         factors.dedup();
-        // Every fit starts from (and is pulled towards) the research anchors, not from
-        // the profiles' current values, so a refit of the shipped table gives the
-        // factors the shipped profiles carry.
-        let base = crate::profile::detect::default_efficiency();
-        let prior: Vec<f64> = factors
+        // One observation per row, on its own (row-adjusted) profile; every fit starts
+        // from (and is pulled towards) the research anchors, not from the profiles'
+        // current values, so a refit of the shipped table gives the factors the shipped
+        // profiles carry.
+        let observations: Vec<Observation> = rows
             .iter()
-            .map(|f| f.get(&base).max(1e-4).ln())
+            .map(|r| Observation {
+                profile: row_profile(&profile_of(r, &out), &r.row),
+                shape: &r.shape,
+                request: r.request.clone(),
+                decode_tok_s: r.row.tg128,
+                prefill_tok_s: r.row.pp512,
+            })
             .collect();
+        let best = fit_factors(
+            &observations,
+            &factors,
+            &crate::profile::detect::default_efficiency(),
+        );
         let apply = |x: &[f64]| -> Vec<DeviceProfile> {
             let mut ps = out.clone();
             for p in ps.iter_mut().filter(|p| fit_group(p) == backend) {
                 for (f, v) in factors.iter().zip(x) {
-                    f.set(&mut p.efficiency, v.exp().min(f.upper_bound()));
+                    f.set(&mut p.efficiency, *v);
                 }
             }
             ps
         };
-        let loss = |x: &[f64]| -> f64 {
-            let ps = apply(x);
-            let mut sum = 0.0;
-            for r in &rows {
-                let pred = predict_row(r, &profile_of(r, &ps));
-                for ratio in [pred.decode_ratio, pred.prefill_ratio]
-                    .into_iter()
-                    .flatten()
-                {
-                    sum += ratio.ln().powi(2);
-                }
-                if pred.decode_tok_s.is_none() {
-                    sum += 10.0;
-                }
-            }
-            let pull: f64 = factors
-                .iter()
-                .zip(x.iter().zip(&prior))
-                .map(|(f, (a, b))| f.prior_weight() * (a - b).powi(2))
-                .sum();
-            sum + pull
-        };
-        let best = nelder_mead(&loss, &prior, 1.0, 600);
         let fitted = apply(&best);
         let mut map = BTreeMap::new();
         if let Some(p) = fitted.iter().find(|p| fit_group(p) == backend) {
@@ -630,83 +503,9 @@ pub fn fit_group(profile: &DeviceProfile) -> String {
 /// Share of a model's bytes a weight group must have for a row to fit its factor.
 const MIN_GROUP_SHARE: f64 = 0.25;
 
-/// Minimises `f` from `x0` (simplex steps of `step`), `iters` iterations.
-pub fn nelder_mead(f: &dyn Fn(&[f64]) -> f64, x0: &[f64], step: f64, iters: usize) -> Vec<f64> {
-    let n = x0.len();
-    if n == 0 {
-        return Vec::new();
-    }
-    let mut simplex: Vec<(Vec<f64>, f64)> = (0..=n)
-        .map(|i| {
-            let mut x = x0.to_vec();
-            if i > 0 {
-                x[i - 1] += step;
-            }
-            let v = f(&x);
-            (x, v)
-        })
-        .collect();
-    for _ in 0..iters {
-        simplex.sort_by(|a, b| a.1.total_cmp(&b.1));
-        let centroid: Vec<f64> = (0..n)
-            .map(|j| simplex[..n].iter().map(|(x, _)| x[j]).sum::<f64>() / n as f64)
-            .collect();
-        let worst = simplex[n].clone();
-        let towards = |t: f64| -> Vec<f64> {
-            centroid
-                .iter()
-                .zip(&worst.0)
-                .map(|(c, w)| c + t * (w - c))
-                .collect()
-        };
-        let reflected = towards(-1.0);
-        let fr = f(&reflected);
-        if fr < simplex[0].1 {
-            let expanded = towards(-2.0);
-            let fe = f(&expanded);
-            simplex[n] = if fe < fr {
-                (expanded, fe)
-            } else {
-                (reflected, fr)
-            };
-        } else if fr < simplex[n - 1].1 {
-            simplex[n] = (reflected, fr);
-        } else {
-            let contracted = towards(0.5);
-            let fc = f(&contracted);
-            if fc < worst.1 {
-                simplex[n] = (contracted, fc);
-            } else {
-                let best = simplex[0].0.clone();
-                for s in simplex.iter_mut().skip(1) {
-                    let x: Vec<f64> =
-                        s.0.iter()
-                            .zip(&best)
-                            .map(|(a, b)| b + 0.5 * (a - b))
-                            .collect();
-                    let v = f(&x);
-                    *s = (x, v);
-                }
-            }
-        }
-    }
-    simplex.sort_by(|a, b| a.1.total_cmp(&b.1));
-    simplex.swap_remove(0).0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn nelder_mead_finds_a_quadratic_minimum() {
-        let f = |x: &[f64]| (x[0] - 1.5).powi(2) + 3.0 * (x[1] + 0.5).powi(2);
-        let x = nelder_mead(&f, &[0.0, 0.0], 1.0, 300);
-        assert!(
-            (x[0] - 1.5).abs() < 1e-4 && (x[1] + 0.5).abs() < 1e-4,
-            "{x:?}"
-        );
-    }
 
     #[test]
     fn accuracy_counts_rows_within_the_tolerance_both_ways() {
@@ -952,6 +751,55 @@ mod cost_terms {
             .all(|l| l.bound == ContextBound::Model && l.max_ctx == 32768));
     }
 
+    /// What `edge profile calibrate` does on a GPU: runs of several models, fitted through
+    /// the planner. Runs simulated with known factors give those factors back.
+    #[test]
+    fn fitting_recovers_the_factors_that_made_the_runs() {
+        use crate::planner::fit::{fit_factors, Factor, Observation};
+        let mut truth = profile("rtx4090-24gb");
+        truth.efficiency.gpu_float_bandwidth = Some(0.83);
+        truth.efficiency.gpu_bandwidth = 0.61;
+        truth.efficiency.gpu_node_overhead_ms = 0.004;
+        truth.efficiency.gpu_float_compute = Some(0.52);
+        truth.efficiency.gpu_compute = 0.27;
+        let shapes = [
+            shape("llama 7B", "F16"),
+            shape("llama 1B", "F16"),
+            shape("llama 8B", "Q4_K_M"),
+            shape("llama 3B", "Q4_K_M"),
+        ];
+        let req = PlanRequest {
+            ctx: Some(512),
+            ..Default::default()
+        };
+        let start = profile("rtx4090-24gb");
+        let observations: Vec<Observation> = shapes
+            .iter()
+            .map(|s| {
+                let p = plan(s, &truth, &req);
+                Observation {
+                    profile: start.clone(),
+                    shape: s,
+                    request: req.clone(),
+                    decode_tok_s: Some(p.predicted.decode_tok_s),
+                    prefill_tok_s: Some(p.predicted.prefill_tok_s),
+                }
+            })
+            .collect();
+        let factors = [
+            Factor::GpuBandwidth,
+            Factor::GpuFloatBandwidth,
+            Factor::GpuNodeOverheadMs,
+            Factor::GpuCompute,
+            Factor::GpuFloatCompute,
+        ];
+        let got = fit_factors(&observations, &factors, &start.efficiency);
+        for (f, v) in factors.iter().zip(&got) {
+            let want = f.get(&truth.efficiency);
+            assert!((v / want - 1.0).abs() < 0.05, "{}: {v} vs {want}", f.key());
+        }
+    }
+
     #[test]
     fn yarn_extends_the_models_own_limit() {
         let mut g = ReferenceModel::find("qwen3 8B")
@@ -999,7 +847,10 @@ mod shipped {
             for name in &f.profiles {
                 let p = profiles.iter().find(|p| &p.name == name).unwrap();
                 for (key, &v) in &f.factors {
-                    let factor = ALL_FACTORS.iter().find(|x| x.key() == *key).unwrap();
+                    let factor = crate::planner::fit::ALL_FACTORS
+                        .iter()
+                        .find(|x| x.key() == *key)
+                        .unwrap();
                     let shipped = factor.get(&p.efficiency);
                     assert!(
                         (shipped / v - 1.0).abs() < 0.01 || (shipped - v).abs() < 1e-5,
