@@ -79,6 +79,12 @@ pub fn parse_table(text: &str) -> Result<Vec<PublishedRow>, TableError> {
         }
         rows.push(row);
     }
+    if rows.is_empty() {
+        return Err(TableError::Row {
+            line: 1,
+            message: "no rows (expected a header line and one row per result)".into(),
+        });
+    }
     Ok(rows)
 }
 
@@ -529,6 +535,15 @@ mod tests {
             "{holdout} of {} held out",
             rows.len()
         );
+    }
+
+    #[test]
+    fn an_empty_table_is_refused() {
+        let head = TABLE.lines().next().unwrap();
+        for text in ["", head] {
+            let err = parse_table(text).unwrap_err().to_string();
+            assert!(err.contains("no rows"), "{err}");
+        }
     }
 
     #[test]
