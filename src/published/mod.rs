@@ -183,6 +183,17 @@ pub fn price_rows(
             vram: (row.ngl == Some(0)).then_some(0),
             ..Default::default()
         };
+        // Memory decides whether it fits, not the efficiency factors: a row measured on
+        // a larger-memory variant of the chip says nothing about this profile.
+        if let Some(p) = profile {
+            if !planner::plan(&shape, &row_profile(p, row), &request).fits {
+                skipped.push(skip(format!(
+                    "does not fit {}'s memory (measured on a larger variant)",
+                    p.name
+                )));
+                continue;
+            }
+        }
         priced.push(PricedRow {
             index,
             row: row.clone(),
