@@ -192,6 +192,23 @@ impl GgmlType {
     }
 }
 
+/// Named ggml types, for code that writes or sizes tensor tables (`use
+/// crate::gguf_info::ggml_types::{F16, Q8_0}`).
+pub mod ggml_types {
+    use super::GgmlType;
+
+    pub const F32: GgmlType = GgmlType(0);
+    pub const F16: GgmlType = GgmlType(1);
+    pub const Q4_0: GgmlType = GgmlType(2);
+    pub const Q5_0: GgmlType = GgmlType(6);
+    pub const Q5_1: GgmlType = GgmlType(7);
+    pub const Q8_0: GgmlType = GgmlType(8);
+    pub const Q4_K: GgmlType = GgmlType(12);
+    pub const Q5_K: GgmlType = GgmlType(13);
+    pub const Q6_K: GgmlType = GgmlType(14);
+    pub const BF16: GgmlType = GgmlType(30);
+}
+
 impl fmt::Display for GgmlType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.traits() {

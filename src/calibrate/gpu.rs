@@ -14,9 +14,9 @@ use serde::Serialize;
 use crate::engine::{run_test, LoadOptions, TestParams};
 use crate::gguf_info::GgufFile;
 use crate::loading::{plan_file, PlacementRequest};
-use crate::planner::fit::{fit_factors, Factor, Observation};
+use crate::planner::fit::{factors_for, fit_factors, Factor, Observation};
 use crate::planner::{ModelShape, PlanRequest, TensorRole, Tier};
-use crate::profile::{DeviceProfile, ReadGroup};
+use crate::profile::DeviceProfile;
 
 /// Prompt tokens of a prefill run: one default ubatch.
 pub const PREFILL_TOKENS: u32 = 512;
@@ -44,9 +44,6 @@ pub struct GpuCalibration {
     pub notes: Vec<String>,
 }
 
-/// Share of the timed bytes a weight group needs before its factor is fitted.
-const MIN_GROUP_SHARE: f64 = 0.25;
-
 /// Times `models` on the GPU of `profile` and returns the profile with the GPU factors
 /// (and the copy speed) fitted, and what was measured. Models that do not fit wholly in
 /// VRAM are skipped with a note.
@@ -67,10 +64,7 @@ pub fn calibrate_gpu(
     let ctx = u64::from(PREFILL_TOKENS.max(n_gen));
     let mut timed: Vec<(String, ModelShape, f64, f64)> = Vec::new();
     let mut biggest: Option<(String, PathBuf, f64, u64)> = None;
-    let median = |mut v: Vec<u64>| -> f64 {
-        v.sort_unstable();
-        v.get(v.len() / 2).copied().unwrap_or(0) as f64 / 1e9
-    };
+    let median = |v: Vec<u64>| super::measure::median_ns(v) / 1e9;
     for (label, path) in models {
         if stop.load(Ordering::Relaxed) {
             bail!("interrupted; nothing saved");
@@ -166,28 +160,17 @@ pub fn calibrate_gpu(
         }
     }
 
-    // Which factors the runs pin down: a weight group with a real share of some model's
-    // bytes; the per-kernel cost always (models differ in graph size).
-    let mut factors = vec![Factor::GpuNodeOverheadMs];
-    for group in [ReadGroup::KQuant, ReadGroup::Legacy, ReadGroup::Float] {
-        let seen = timed.iter().any(|(_, s, _, _)| {
-            let total = s.weight_bytes().max(1) as f64;
-            let of: u64 = s
-                .tensors
-                .iter()
-                .filter(|t| ReadGroup::of(&t.ggml_type) == group)
-                .map(|t| t.bytes)
-                .sum();
-            of as f64 / total >= MIN_GROUP_SHARE
-        });
-        if seen {
-            factors.extend(match group {
-                ReadGroup::Float => [Factor::GpuFloatBandwidth, Factor::GpuFloatCompute].to_vec(),
-                ReadGroup::Legacy => [Factor::GpuLegacyBandwidth, Factor::GpuCompute].to_vec(),
-                _ => [Factor::GpuBandwidth, Factor::GpuCompute].to_vec(),
-            });
-        }
-    }
+    // Which factors the runs pin down: those of the weight groups the models are made
+    // of, and the per-kernel cost (the models differ in graph size). The per-token
+    // overhead stays the CPU fit's, and routed-expert compute its shipped value.
+    let mut factors: Vec<Factor> = timed
+        .iter()
+        .flat_map(|(_, shape, _, _)| {
+            let (decode, prefill) = factors_for(shape, true);
+            decode.into_iter().chain(prefill)
+        })
+        .filter(|f| !matches!(f, Factor::TokenOverheadMs | Factor::GpuExpertCompute))
+        .collect();
     factors.sort_by_key(|f| *f as usize);
     factors.dedup();
     let request = PlanRequest {

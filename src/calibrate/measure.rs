@@ -452,6 +452,17 @@ fn solve_subset(rows: &[(Vec<f64>, f64, f64)], k: usize, free: &[usize]) -> Opti
     Some(x)
 }
 
+/// The median of timings in ns (the mean of the middle two for an even count; NaN for
+/// none).
+pub fn median_ns(mut v: Vec<u64>) -> f64 {
+    v.sort_unstable();
+    match v.len() {
+        0 => f64::NAN,
+        n if !n.is_multiple_of(2) => v[n / 2] as f64,
+        n => (v[n / 2 - 1] + v[n / 2]) as f64 / 2.0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::measure::{
     decode_expert_reads_by_type, decode_reads_by_type, fit_decode, kv_read_bytes,
-    measure_mem_bandwidth, measure_ssd, DecodeSample, Fit, SsdResult,
+    measure_mem_bandwidth, measure_ssd, median_ns, DecodeSample, Fit, SsdResult,
 };
 use crate::engine::{run_test, ContextSpec, LoadOptions, Model, QuantizeParams, TestParams};
 use crate::gguf_info::GgufFile;
@@ -574,15 +574,6 @@ pub fn calibrate(args: &CalibrateOptions, verbose: bool, stop: &AtomicBool) -> R
         gpu,
         notes,
     })
-}
-
-fn median_ns(mut v: Vec<u64>) -> f64 {
-    v.sort_unstable();
-    match v.len() {
-        0 => f64::NAN,
-        n if !n.is_multiple_of(2) => v[n / 2] as f64,
-        n => (v[n / 2 - 1] + v[n / 2]) as f64 / 2.0,
-    }
 }
 
 fn round3(v: f64) -> f64 {

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::model::ModelShape;
 use super::place::plan;
 use super::plan::PlanRequest;
-use crate::profile::{DeviceProfile, Efficiency, FLOAT_TYPES, LEGACY_QUANT_TYPES};
+use crate::profile::{DeviceProfile, Efficiency, ReadGroup, FLOAT_TYPES, LEGACY_QUANT_TYPES};
 
 /// The efficiency factors a backend shares across its devices.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -126,6 +126,62 @@ impl Factor {
             Factor::CpuCompute => e.cpu_compute = v,
         }
     }
+}
+
+/// Share of a model's bytes a weight group must have for a run of it to fit that group's
+/// factor: a group that is only the output head does not pin its factor down.
+pub const MIN_GROUP_SHARE: f64 = 0.25;
+
+/// The weight groups that make up at least [`MIN_GROUP_SHARE`] of `shape`'s bytes.
+pub fn weight_groups(shape: &ModelShape) -> Vec<ReadGroup> {
+    let total = shape.weight_bytes().max(1) as f64;
+    let mut share = [0f64; 4];
+    for t in &shape.tensors {
+        share[ReadGroup::of(&t.ggml_type) as usize] += t.bytes as f64 / total;
+    }
+    ReadGroup::ALL
+        .into_iter()
+        .filter(|g| share[*g as usize] >= MIN_GROUP_SHARE)
+        .collect()
+}
+
+/// The factors a run of `shape` depends on, (decode, prefill), sorted: those of its
+/// weight groups on the GPU (`on_gpu`) or the CPU, the per-token overhead, and on the GPU
+/// the per-node cost and, for an MoE model, the routed-expert compute.
+pub fn factors_for(shape: &ModelShape, on_gpu: bool) -> (Vec<Factor>, Vec<Factor>) {
+    let mut decode = vec![Factor::TokenOverheadMs];
+    let mut prefill = Vec::new();
+    for g in weight_groups(shape) {
+        if on_gpu {
+            decode.push(match g {
+                ReadGroup::Float => Factor::GpuFloatBandwidth,
+                ReadGroup::Legacy => Factor::GpuLegacyBandwidth,
+                _ => Factor::GpuBandwidth,
+            });
+            prefill.push(match g {
+                ReadGroup::Float => Factor::GpuFloatCompute,
+                _ => Factor::GpuCompute,
+            });
+        } else {
+            decode.push(match g {
+                ReadGroup::Float => Factor::CpuFloatBandwidth,
+                ReadGroup::Legacy => Factor::CpuLegacyBandwidth,
+                _ => Factor::CpuBandwidth,
+            });
+            prefill.push(Factor::CpuCompute);
+        }
+    }
+    if on_gpu {
+        decode.push(Factor::GpuNodeOverheadMs);
+        if shape.is_moe() {
+            prefill.push(Factor::GpuExpertCompute);
+        }
+    }
+    for list in [&mut decode, &mut prefill] {
+        list.sort_by_key(|f| *f as usize);
+        list.dedup();
+    }
+    (decode, prefill)
 }
 
 /// One measured run: the model, the device it ran on, the request that mirrors the run,

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::classify::{decode_density, expert_counts, layer_of, role_of, TensorRole};
-use crate::gguf_info::{GgmlType, GgufFile};
+use crate::gguf_info::{ggml_types, GgmlType, GgufFile};
 use crate::profile::OverheadCounts;
 
 /// One weight tensor as the planner sees it.
@@ -387,9 +387,9 @@ impl KvType {
 
     pub fn ggml(self) -> GgmlType {
         match self {
-            KvType::F16 => GgmlType(1),
-            KvType::Q8_0 => GgmlType(8),
-            KvType::Q4_0 => GgmlType(2),
+            KvType::F16 => ggml_types::F16,
+            KvType::Q8_0 => ggml_types::Q8_0,
+            KvType::Q4_0 => ggml_types::Q4_0,
         }
     }
 

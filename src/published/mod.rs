@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::planner::fit::{fit_factors, Factor, Observation};
+use crate::planner::fit::{factors_for, fit_factors, Factor, Observation};
 use crate::planner::{self, KvType, ModelShape, PlanRequest};
 use crate::profile::DeviceProfile;
 use models::ReferenceModel;
@@ -282,53 +282,10 @@ pub fn accuracy(ratios: impl IntoIterator<Item = f64>, tolerance: f64) -> Accura
 
 /// Which factors a row's decode and prefill figures depend on.
 fn factors_of(row: &PricedRow, profile: &DeviceProfile) -> (Vec<Factor>, Vec<Factor>) {
-    let on_gpu = !profile.gpus.is_empty() && row.row.ngl != Some(0);
-    // The weight groups that make up a real share of the bytes: a group that is only the
-    // output head does not pin its factor down.
-    let total = row.shape.weight_bytes().max(1) as f64;
-    let mut share = [0f64; 4];
-    for t in &row.shape.tensors {
-        share[crate::profile::ReadGroup::of(&t.ggml_type) as usize] += t.bytes as f64 / total;
-    }
-    let types: Vec<crate::profile::ReadGroup> = crate::profile::ReadGroup::ALL
-        .into_iter()
-        .filter(|g| share[*g as usize] >= MIN_GROUP_SHARE)
-        .collect();
-    let moe = row.shape.is_moe();
-    let mut decode = vec![Factor::TokenOverheadMs];
-    let mut prefill = Vec::new();
-    for g in types {
-        use crate::profile::ReadGroup as G;
-        if on_gpu {
-            decode.push(match g {
-                G::Float => Factor::GpuFloatBandwidth,
-                G::Legacy => Factor::GpuLegacyBandwidth,
-                _ => Factor::GpuBandwidth,
-            });
-            prefill.push(match g {
-                G::Float => Factor::GpuFloatCompute,
-                _ => Factor::GpuCompute,
-            });
-        } else {
-            decode.push(match g {
-                G::Float => Factor::CpuFloatBandwidth,
-                G::Legacy => Factor::CpuLegacyBandwidth,
-                _ => Factor::CpuBandwidth,
-            });
-            prefill.push(Factor::CpuCompute);
-        }
-    }
-    if on_gpu {
-        decode.push(Factor::GpuNodeOverheadMs);
-        if moe {
-            prefill.push(Factor::GpuExpertCompute);
-        }
-    }
-    decode.sort_by_key(|f| *f as usize);
-    decode.dedup();
-    prefill.sort_by_key(|f| *f as usize);
-    prefill.dedup();
-    (decode, prefill)
+    factors_for(
+        &row.shape,
+        !profile.gpus.is_empty() && row.row.ngl != Some(0),
+    )
 }
 
 /// The fitted factors of one backend, and the rows they came from.
@@ -516,9 +473,6 @@ pub fn fit_group(profile: &DeviceProfile) -> String {
         other => other.to_string(),
     }
 }
-
-/// Share of a model's bytes a weight group must have for a row to fit its factor.
-const MIN_GROUP_SHARE: f64 = 0.25;
 
 #[cfg(test)]
 mod tests {

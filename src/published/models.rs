@@ -7,6 +7,7 @@
 //! file types rows use (F16, BF16, Q8_0, Q4_0, Q4_K_M); the caller checks the table's size
 //! against the size the row printed, which catches a wrong config.
 
+use crate::gguf_info::ggml_types::{BF16, F16, F32, Q4_0, Q6_K, Q8_0};
 use crate::gguf_info::{GgmlType, GgufFile, MetaValue, TensorInfo};
 use crate::synth::fullsize::{q4_k_m_type, QuantModel};
 
@@ -356,13 +357,6 @@ impl ReferenceModel {
         })
     }
 }
-
-const F32: GgmlType = GgmlType(0);
-const F16: GgmlType = GgmlType(1);
-const Q4_0: GgmlType = GgmlType(2);
-const Q8_0: GgmlType = GgmlType(8);
-const Q6_K: GgmlType = GgmlType(14);
-const BF16: GgmlType = GgmlType(30);
 
 /// llama-quantize's (or the converter's) type for one tensor of a `file_type` file.
 fn weight_type(

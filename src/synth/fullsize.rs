@@ -41,19 +41,11 @@ use super::vocab::{self, TOKEN_UNUSED};
 use super::{
     layout, metadata, write_atomically, write_kv, General, Hparams, SynthArch, SynthVocab,
 };
+use crate::gguf_info::ggml_types::{F16, F32, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, Q8_0};
 use crate::gguf_info::GgmlType;
 
 /// `general.file_type` of a Q4_K_M file (`LLAMA_FTYPE_MOSTLY_Q4_K_M`).
 pub const Q4_K_M_FILE_TYPE: u32 = 15;
-
-const F32: GgmlType = GgmlType(0);
-const F16: GgmlType = GgmlType(1);
-const Q5_0: GgmlType = GgmlType(6);
-const Q5_1: GgmlType = GgmlType(7);
-const Q8_0: GgmlType = GgmlType(8);
-const Q4_K: GgmlType = GgmlType(12);
-const Q5_K: GgmlType = GgmlType(13);
-const Q6_K: GgmlType = GgmlType(14);
 
 /// The published models whose tensor tables can be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
