@@ -30,6 +30,7 @@ pub mod quantize;
 pub mod request;
 pub mod resolve;
 pub mod serve;
+pub mod speculative;
 pub mod synth;
 pub mod term;
 #[doc(hidden)]

@@ -1,0 +1,224 @@
+//! How many tokens to draft next, from what speculation has cost and gained so far.
+//!
+//! With a per-token acceptance rate `a`, a draft of k tokens yields on average
+//! `E(k) = (1 - a^(k+1)) / (1 - a)` tokens per target step (the accepted drafts plus
+//! the target's own token; Leviathan et al. 2023). It costs k draft steps plus a verify
+//! batch of k+1 tokens, which on a laptop costs one decode step plus a little per extra
+//! token. The tuner measures all three as it goes and picks the k with the most tokens
+//! per millisecond; k = 0 is plain decoding. When no draft pays, it decodes plainly
+//! and tries a short draft now and then, so a text that turns repetitive is noticed.
+
+use super::DraftLimits;
+
+/// How fast old observations fade (per cycle).
+const DECAY: f64 = 0.9;
+/// A plain step every this many cycles while drafting does not pay, then a probe.
+const PROBE_EVERY: u32 = 16;
+/// The draft length of a probe.
+const PROBE_LEN: usize = 2;
+
+/// What one speculation cycle cost and gained.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cycle {
+    pub drafted: usize,
+    pub accepted: usize,
+    /// Time spent drafting (zero for lookup).
+    pub draft_ms: f64,
+    /// Time of the target's decode of the drafted tokens plus one.
+    pub verify_ms: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct DraftTuner {
+    limits: DraftLimits,
+    /// Decayed counts of accepted and verified draft positions, with a prior.
+    hits: f64,
+    trials: f64,
+    /// Milliseconds per drafted token.
+    draft_ms: Option<f64>,
+    /// Milliseconds of a one-token target step.
+    step_ms: Option<f64>,
+    /// Extra milliseconds per additional token in a verify batch.
+    extra_ms: Option<f64>,
+    plain_cycles: u32,
+}
+
+impl DraftTuner {
+    /// A tuner that expects acceptance `prior` until it has seen some.
+    pub fn new(limits: DraftLimits, prior: f64) -> DraftTuner {
+        DraftTuner {
+            limits,
+            hits: prior * 4.0,
+            trials: 4.0,
+            draft_ms: None,
+            step_ms: None,
+            extra_ms: None,
+            plain_cycles: 0,
+        }
+    }
+
+    pub fn limits(&self) -> DraftLimits {
+        self.limits
+    }
+
+    /// The estimated probability that the next drafted token is accepted.
+    pub fn acceptance(&self) -> f64 {
+        (self.hits / self.trials).clamp(0.0, 0.999)
+    }
+
+    /// Expected tokens per target step for a draft of `k`.
+    pub fn expected_tokens(a: f64, k: usize) -> f64 {
+        (0..=k).map(|i| a.powi(i as i32)).sum()
+    }
+
+    /// Tokens per millisecond of a draft of `k` under the current estimates (`None`
+    /// until a plain step was timed).
+    pub fn speed(&self, k: usize) -> Option<f64> {
+        let step = self.step_ms?;
+        let extra = self.extra_ms.unwrap_or(0.05 * step);
+        let draft = self.draft_ms.unwrap_or(0.5 * step);
+        let cost = step + k as f64 * (draft + extra);
+        Some(Self::expected_tokens(self.acceptance(), k) / cost)
+    }
+
+    /// The draft length for the next cycle (0: a plain step).
+    pub fn next_len(&mut self) -> usize {
+        if self.step_ms.is_none() || self.limits.max == 0 {
+            return 0;
+        }
+        let best = (0..=self.limits.max)
+            .filter(|&k| k == 0 || k >= self.limits.min)
+            .max_by(|&a, &b| {
+                let (sa, sb) = (self.speed(a).unwrap_or(0.0), self.speed(b).unwrap_or(0.0));
+                sa.total_cmp(&sb).then(b.cmp(&a))
+            })
+            .unwrap_or(0);
+        if best > 0 {
+            self.plain_cycles = 0;
+            return best;
+        }
+        self.plain_cycles += 1;
+        if self.plain_cycles >= PROBE_EVERY {
+            self.plain_cycles = 0;
+            return PROBE_LEN.max(self.limits.min).min(self.limits.max);
+        }
+        0
+    }
+
+    /// Records a cycle. A cycle with nothing drafted times a plain step.
+    pub fn record(&mut self, c: Cycle) {
+        let ema = |old: Option<f64>, new: f64| Some(old.map_or(new, |o| 0.8 * o + 0.2 * new));
+        if c.drafted == 0 {
+            self.step_ms = ema(self.step_ms, c.verify_ms);
+            return;
+        }
+        let accepted = c.accepted.min(c.drafted);
+        // Positions verified until the first rejection.
+        let trials = accepted + usize::from(accepted < c.drafted);
+        self.hits = self.hits * DECAY + accepted as f64;
+        self.trials = self.trials * DECAY + trials as f64;
+        self.draft_ms = ema(self.draft_ms, c.draft_ms / c.drafted as f64);
+        match self.step_ms {
+            Some(step) => {
+                let extra = ((c.verify_ms - step) / c.drafted as f64).max(0.0);
+                self.extra_ms = ema(self.extra_ms, extra);
+            }
+            None => self.step_ms = Some(c.verify_ms),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(max: usize) -> DraftLimits {
+        DraftLimits { max, min: 1 }
+    }
+
+    #[test]
+    fn expected_tokens_follow_the_geometric_sum() {
+        assert_eq!(DraftTuner::expected_tokens(0.5, 0), 1.0);
+        assert!((DraftTuner::expected_tokens(0.5, 3) - 1.875).abs() < 1e-12);
+        let a: f64 = 0.9;
+        let closed = (1.0 - a.powi(5)) / (1.0 - a);
+        assert!((DraftTuner::expected_tokens(a, 4) - closed).abs() < 1e-12);
+    }
+
+    #[test]
+    fn first_step_is_plain_then_a_cheap_accurate_draft_runs_long() {
+        let mut t = DraftTuner::new(limits(16), 0.8);
+        assert_eq!(t.next_len(), 0);
+        t.record(Cycle {
+            drafted: 0,
+            accepted: 0,
+            draft_ms: 0.0,
+            verify_ms: 20.0,
+        });
+        for _ in 0..20 {
+            let k = t.next_len();
+            assert!(k > 0);
+            // Cheap drafts (1 ms), cheap verify (0.5 ms per extra token), all accepted.
+            t.record(Cycle {
+                drafted: k,
+                accepted: k,
+                draft_ms: k as f64,
+                verify_ms: 20.0 + 0.5 * k as f64,
+            });
+        }
+        assert!(t.acceptance() > 0.95);
+        assert!(t.next_len() >= 8, "{}", t.next_len());
+    }
+
+    #[test]
+    fn a_draft_that_does_not_pay_is_dropped_and_probed_now_and_then() {
+        let mut t = DraftTuner::new(limits(8), 0.9);
+        t.record(Cycle {
+            drafted: 0,
+            accepted: 0,
+            draft_ms: 0.0,
+            verify_ms: 10.0,
+        });
+        // A draft as slow as the target, and half its tokens rejected.
+        for _ in 0..30 {
+            let k = t.next_len().max(1);
+            t.record(Cycle {
+                drafted: k,
+                accepted: k / 3,
+                draft_ms: 10.0 * k as f64,
+                verify_ms: 10.0 + 2.0 * k as f64,
+            });
+        }
+        assert_eq!(t.next_len(), 0);
+        let mut probes = 0;
+        for _ in 0..(2 * PROBE_EVERY) {
+            let k = t.next_len();
+            if k > 0 {
+                probes += 1;
+                assert_eq!(k, PROBE_LEN);
+            }
+        }
+        assert_eq!(probes, 2);
+    }
+
+    #[test]
+    fn limits_bound_the_length() {
+        let mut t = DraftTuner::new(DraftLimits { max: 3, min: 2 }, 0.99);
+        t.record(Cycle {
+            drafted: 0,
+            accepted: 0,
+            draft_ms: 0.0,
+            verify_ms: 10.0,
+        });
+        let k = t.next_len();
+        assert!((2..=3).contains(&k), "{k}");
+        let mut off = DraftTuner::new(DraftLimits { max: 0, min: 0 }, 0.99);
+        off.record(Cycle {
+            drafted: 0,
+            accepted: 0,
+            draft_ms: 0.0,
+            verify_ms: 10.0,
+        });
+        assert_eq!(off.next_len(), 0);
+    }
+}
