@@ -34,6 +34,9 @@ pub struct CatalogEntry {
     pub context_length: u64,
     pub thinking: bool,
     pub thinking_switchable: bool,
+    /// A catalog model with this one's vocabulary that drafts for it (`--draft auto`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draft: Option<String>,
 }
 
 impl CatalogEntry {
@@ -248,6 +251,17 @@ mod tests {
         all.sort();
         all.dedup();
         assert_eq!(all.len(), n);
+        // Every draft is a smaller catalog model of the same family (Qwen 3's models
+        // share one vocabulary); Llama 4 has none, so `--draft auto` is lookup there.
+        for e in c.entries() {
+            if let Some(d) = &e.draft {
+                let d = c.find(d).unwrap_or_else(|| panic!("{}: draft {d} missing", e.name));
+                assert!(d.arch.starts_with("qwen3") && e.arch.starts_with("qwen3"));
+                assert!(d.params_b * 4.0 <= e.params_b, "{} drafts for {}", d.name, e.name);
+            }
+        }
+        assert_eq!(c.find("qwen3-8b").unwrap().draft.as_deref(), Some("qwen3-0.6b"));
+        assert!(c.find("llama4-scout").unwrap().draft.is_none());
     }
 
     #[test]

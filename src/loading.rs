@@ -10,10 +10,12 @@ use crate::engine::{add_rpc_servers, ContextSpec, EngineError, LoadOptions, Mode
 use crate::gguf_info::{GgufError, GgufFile};
 use crate::hub::names::ModelRef;
 use crate::hub::remote_header::{merge_shards, shard_paths};
+use crate::planner::draft::{plan_pair, SpecForecast};
 use crate::planner::model::ShapeError;
 use crate::planner::plan::BadPattern;
 use crate::planner::{plan, CpuPin, KvType, ModelShape, Pins, Plan, PlanRequest, Suggestion};
 use crate::profile::{DeviceProfile, ProfileError};
+use crate::speculative::vocab::{check_compatible, VocabMismatch};
 use crate::term::human_bytes;
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +48,12 @@ pub enum LoadError {
     /// This machine could not be described (no `--profile` given).
     #[error("describing this machine: {0:#}")]
     Detect(anyhow::Error),
+    #[error("draft model {draft} cannot draft for {target}: {reason}")]
+    DraftVocab {
+        draft: String,
+        target: String,
+        reason: VocabMismatch,
+    },
     #[error("{label} does not fit on {profile}: {reason}")]
     DoesNotFit {
         label: String,
@@ -208,6 +216,72 @@ pub fn plan_file(
         shape,
         profile,
         plan,
+    })
+}
+
+/// A target and its draft model, planned together ([`crate::planner::draft`]).
+#[derive(Debug, Clone)]
+pub struct PlannedPair {
+    pub target: PlannedModel,
+    pub draft: PlannedModel,
+    pub forecast: SpecForecast,
+}
+
+/// Checks that the draft at `draft_path` shares the target's vocabulary (reading only
+/// the vocabularies), then plans the draft first and the target in what is left.
+#[allow(clippy::too_many_arguments)]
+pub fn plan_pair_files(
+    target_path: &Path,
+    label: &str,
+    draft_path: &Path,
+    draft_label: &str,
+    placement: &PlacementRequest,
+    ctx: Option<u64>,
+    parallel: u64,
+    max_draft: usize,
+    verbose: bool,
+) -> Result<PlannedPair, LoadError> {
+    let target_vocab = crate::engine::vocab_facts(target_path)?;
+    let draft_vocab = crate::engine::vocab_facts(draft_path)?;
+    check_compatible(&target_vocab, &draft_vocab).map_err(|reason| LoadError::DraftVocab {
+        draft: draft_label.to_string(),
+        target: label.to_string(),
+        reason,
+    })?;
+    let placement = placement.with_rpc_devices(verbose)?;
+    let shape_of = |path: &Path| {
+        let gguf = open_header(path)?;
+        ModelShape::from_gguf(&gguf).map_err(|source| LoadError::Shape {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let target_shape = shape_of(target_path)?;
+    let draft_shape = shape_of(draft_path)?;
+    let profile = placement.device_profile()?;
+    let request = placement.plan_request(ctx, parallel)?;
+    let pair = plan_pair(&target_shape, &draft_shape, &profile, &request, max_draft);
+    let planned = |path: &Path, label: &str, shape, plan| PlannedModel {
+        path: path.to_path_buf(),
+        label: label.to_string(),
+        shape,
+        profile: profile.clone(),
+        plan,
+    };
+    let draft = planned(draft_path, draft_label, draft_shape, pair.draft);
+    if !draft.plan.fits {
+        let reason = draft.plan.reason.clone().unwrap_or_default();
+        return Err(LoadError::DoesNotFit {
+            label: format!("draft model {draft_label}"),
+            profile: profile.name.clone(),
+            reason,
+            suggestions: Vec::new(),
+        });
+    }
+    Ok(PlannedPair {
+        target: planned(target_path, label, target_shape, pair.target),
+        draft,
+        forecast: pair.forecast,
     })
 }
 

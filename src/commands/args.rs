@@ -10,8 +10,11 @@ use clap::Args;
 
 use crate::chat_formats::BuiltinFormat;
 use crate::engine::{ChatTemplateChoice, EngineError, LoadOptions, Model};
-use crate::loading::{plan_file, LoadError, PlacementRequest, PlannedModel};
+use crate::loading::{
+    plan_file, plan_pair_files, LoadError, PlacementRequest, PlannedModel, PlannedPair,
+};
 use crate::planner::{KvType, Suggestion};
+use crate::speculative::DraftLimits;
 use crate::term::{human_bytes, parse_size};
 
 /// Where the planner may put the weights. Every command that loads a model takes these.
@@ -126,6 +129,112 @@ impl ThreadArgs {
     pub fn get(&self) -> u32 {
         self.threads.unwrap_or_else(crate::engine::default_threads)
     }
+}
+
+/// Speculative decoding. Output is what plain decoding gives; only the speed changes.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Speculative decoding (output unchanged, only faster)")]
+pub struct SpecArgs {
+    /// A small model with the same vocabulary drafts tokens that the model checks in
+    /// one batch: anything `edge run` takes, or `auto` (the catalog's draft for this
+    /// model, e.g. qwen3-0.6b for Qwen 3 4B and up; --lookup where there is none).
+    #[arg(long, value_name = "MODEL")]
+    pub draft: Option<String>,
+    /// Draft from n-grams of the prompt and the text so far (no draft model): fast on
+    /// output that copies its input.
+    #[arg(long, conflicts_with = "draft")]
+    pub lookup: bool,
+    /// Most tokens drafted per step; fewer are drafted when they do not pay.
+    #[arg(long, value_name = "N", default_value_t = DraftLimits::default().max as u32,
+          value_parser = clap::value_parser!(u32).range(1..=128))]
+    pub draft_max: u32,
+    /// Fewest tokens worth verifying: a shorter draft is dropped.
+    #[arg(long, value_name = "N", default_value_t = DraftLimits::default().min as u32,
+          value_parser = clap::value_parser!(u32).range(1..=128))]
+    pub draft_min: u32,
+}
+
+/// What [`SpecArgs`] asked for, with the draft model found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SpecChoice {
+    Off,
+    Lookup(DraftLimits),
+    Draft {
+        path: std::path::PathBuf,
+        label: String,
+        limits: DraftLimits,
+    },
+}
+
+impl SpecArgs {
+    pub fn limits(&self) -> Result<DraftLimits> {
+        if self.draft_min > self.draft_max {
+            bail!(
+                "--draft-min {} is above --draft-max {}",
+                self.draft_min,
+                self.draft_max
+            );
+        }
+        Ok(DraftLimits {
+            max: self.draft_max as usize,
+            min: self.draft_min as usize,
+        })
+    }
+
+    /// Finds (pulls) the draft model for the target `model` (as the user named it) at
+    /// `path`.
+    pub fn choice(&self, model: &str, path: &Path) -> Result<SpecChoice> {
+        let limits = self.limits()?;
+        if self.lookup {
+            return Ok(SpecChoice::Lookup(limits));
+        }
+        let Some(draft) = &self.draft else {
+            return Ok(SpecChoice::Off);
+        };
+        let name = if draft == "auto" {
+            match auto_draft(model, path)? {
+                Some(name) => name,
+                None => return Ok(SpecChoice::Lookup(limits)),
+            }
+        } else {
+            draft.clone()
+        };
+        let draft_path = crate::resolve::resolve_model(&name)?;
+        Ok(SpecChoice::Draft {
+            label: if draft == "auto" {
+                name
+            } else {
+                draft_path.display().to_string()
+            },
+            path: draft_path,
+            limits,
+        })
+    }
+}
+
+/// `--draft auto`: the catalog entry's `draft`; for a file, the catalog's draft of the
+/// first entry of its architecture that has one, unless the file is that draft's size
+/// or smaller. `None`: lookup.
+fn auto_draft(model: &str, path: &Path) -> Result<Option<String>> {
+    let catalog = crate::catalog::Catalog::load()?;
+    let base = model.split(':').next().unwrap_or(model);
+    if let Some(entry) = catalog.find(base) {
+        return Ok(entry.draft.clone());
+    }
+    let header = crate::loading::open_header(path)?;
+    let Some(arch) = header.architecture().map(str::to_string) else {
+        return Ok(None);
+    };
+    let facts = crate::gguf_info::ModelFacts::from_gguf(&header).map_err(anyhow::Error::msg)?;
+    let draft = catalog
+        .entries()
+        .iter()
+        .filter(|e| e.arch == arch)
+        .find_map(|e| e.draft.as_deref())
+        .and_then(|d| catalog.find(d));
+    Ok(draft
+        .filter(|d| (facts.n_params as f64) > d.params_b * 1.5e9)
+        .map(|d| d.name.clone()))
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -248,6 +357,106 @@ pub fn suggestion_hint(s: &Suggestion) -> String {
 /// The plan's report as `edge plan` prints it.
 pub fn plan_report(planned: &PlannedModel) -> String {
     crate::planner::report::render(&planned.plan, &planned.title(), &suggestion_hint)
+}
+
+/// The target's plan, the draft's, and what speculation is forecast to give.
+pub fn pair_report(pair: &PlannedPair) -> String {
+    let f = &pair.forecast;
+    format!(
+        "{}\nDraft model:\n{}\nSpeculation: {:.1} tok/s forecast ({:.2}x plain {:.1} tok/s) with \
+         {} draft tokens per step at an assumed {:.0} % acceptance; the draft decodes at \
+         {:.1} tok/s. Measured acceptance replaces the assumption as it runs.\n",
+        plan_report(&pair.target),
+        plan_report(&pair.draft),
+        f.spec_tok_s,
+        f.spec_tok_s / f.plain_tok_s.max(1e-9),
+        f.plain_tok_s,
+        f.draft_len,
+        100.0 * f.acceptance,
+        f.draft_tok_s,
+    )
+}
+
+/// A model loaded for generation, with its draft model when one drafts for it.
+pub struct LoadedModel {
+    pub planned: PlannedModel,
+    pub model: Model,
+    pub draft: Option<(PlannedModel, Model)>,
+}
+
+/// Plans and loads the model and, for `--draft`, the draft beside it (vocabularies
+/// checked first, both planned together, the draft loaded first).
+pub fn plan_and_load_with_draft(
+    path: &Path,
+    label: &str,
+    placement: &PlacementArgs,
+    ctx: Option<u64>,
+    parallel: u64,
+    opts: &LoadOptions,
+    spec: &SpecChoice,
+) -> Result<LoadedModel> {
+    let SpecChoice::Draft {
+        path: draft_path,
+        label: draft_label,
+        limits,
+    } = spec
+    else {
+        let (planned, model) = plan_and_load(path, label, placement, ctx, parallel, opts)?;
+        return Ok(LoadedModel {
+            planned,
+            model,
+            draft: None,
+        });
+    };
+    let pair = plan_pair_for(
+        path,
+        label,
+        draft_path,
+        draft_label,
+        placement,
+        ctx,
+        parallel,
+        limits.max,
+        opts.verbose,
+    )?;
+    if opts.verbose {
+        eprint!("{}", pair_report(&pair));
+    }
+    pair.target.check_fits().map_err(|e| with_hints(e.into()))?;
+    let draft = pair.draft.load(opts).map_err(|e| with_hints(e.into()))?;
+    let model = pair.target.load(opts).map_err(|e| with_hints(e.into()))?;
+    Ok(LoadedModel {
+        planned: pair.target,
+        model,
+        draft: Some((pair.draft, draft)),
+    })
+}
+
+/// Plans a model with its draft ([`crate::loading::plan_pair_files`]).
+#[allow(clippy::too_many_arguments)]
+pub fn plan_pair_for(
+    path: &Path,
+    label: &str,
+    draft_path: &Path,
+    draft_label: &str,
+    placement: &PlacementArgs,
+    ctx: Option<u64>,
+    parallel: u64,
+    max_draft: usize,
+    verbose: bool,
+) -> Result<PlannedPair> {
+    plan_pair_files(
+        path,
+        label,
+        draft_path,
+        draft_label,
+        &placement.request()?,
+        ctx,
+        parallel,
+        max_draft,
+        verbose,
+    )
+    .map_err(|e| with_hints(e.into()))
 }
 
 /// Library errors with the flag a user would reach for added.

@@ -24,6 +24,10 @@ pub struct PlanArgs {
     /// up to the model's own limit (its training context or its YaRN extension).
     #[arg(long, conflicts_with = "ctx")]
     pub max_ctx: bool,
+    /// Plan this draft model beside it (speculative decoding): the draft is placed
+    /// first, and the forecast includes speculation. Any name `edge run --draft` takes.
+    #[arg(long, value_name = "MODEL", conflicts_with = "max_ctx")]
+    pub draft: Option<String>,
     /// Print JSON instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -45,6 +49,71 @@ pub fn run(args: PlanArgs, verbose: bool) -> Result<ExitCode> {
     let request = placement.plan_request(args.context.ctx.map(u64::from), args.parallel)?;
     if args.max_ctx {
         return max_ctx(&label, &shape, &profile, &request, args.json);
+    }
+    if let Some(draft) = &args.draft {
+        let (draft_label, draft_gguf) = model_header(draft).map_err(|e| with_hints(e.into()))?;
+        // From headers alone only the tokenizer and vocabulary size can be compared;
+        // `edge run --draft` checks every token text before loading.
+        let vocab = |g: &crate::gguf_info::GgufFile| {
+            (
+                g.get_str("tokenizer.ggml.model").map(str::to_string),
+                g.array_len("tokenizer.ggml.tokens").unwrap_or(0),
+            )
+        };
+        let ((tk, tn), (dk, dn)) = (vocab(&gguf), vocab(&draft_gguf));
+        if tk != dk || tn.abs_diff(dn) > crate::speculative::vocab::MAX_SIZE_DIFFERENCE as u64 {
+            bail!(
+                "draft model {draft_label} cannot draft for {label}: their vocabularies differ \
+                 ({} tokens of {} vs {} of {})",
+                tn,
+                tk.as_deref().unwrap_or("?"),
+                dn,
+                dk.as_deref().unwrap_or("?")
+            );
+        }
+        let draft_shape = ModelShape::from_gguf(&draft_gguf)
+            .map_err(|e| anyhow::anyhow!("{draft_label}: {e}"))?;
+        let pair = crate::planner::draft::plan_pair(
+            &shape,
+            &draft_shape,
+            &profile,
+            &request,
+            crate::speculative::DraftLimits::default().max,
+        );
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&pair)?);
+        } else {
+            let planned = |label: &str, shape: &ModelShape, plan| crate::loading::PlannedModel {
+                path: label.into(),
+                label: label.to_string(),
+                shape: shape.clone(),
+                profile: profile.clone(),
+                plan,
+            };
+            print!(
+                "{}",
+                super::args::pair_report(&crate::loading::PlannedPair {
+                    target: planned(&label, &shape, pair.target.clone()),
+                    draft: planned(&draft_label, &draft_shape, pair.draft.clone()),
+                    forecast: pair.forecast.clone(),
+                })
+            );
+        }
+        for (which, p) in [("", &pair.target), ("draft model ", &pair.draft)] {
+            if !p.fits {
+                bail!(
+                    "{which}{} does not fit on {}: {}",
+                    if which.is_empty() {
+                        &label
+                    } else {
+                        &draft_label
+                    },
+                    profile.name,
+                    p.reason.as_deref().unwrap_or("not enough memory")
+                );
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     let p = plan(&shape, &profile, &request);
     if args.json {

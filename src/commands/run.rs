@@ -8,12 +8,13 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use super::args::{
-    apply_template, plan_and_load, plan_for, plan_report, with_hints, ContextArgs, PlacementArgs,
-    SamplingArgs, TemplateArgs, ThreadArgs,
+    apply_template, pair_report, plan_and_load_with_draft, plan_for, plan_pair_for, plan_report,
+    with_hints, ContextArgs, PlacementArgs, SamplingArgs, SpecArgs, SpecChoice, TemplateArgs,
+    ThreadArgs,
 };
 use crate::chat::{ChatSession, ChatSettings};
 use crate::chat_template::ThinkingMode;
-use crate::engine::{GenOutput, LoadOptions, Model, StopReason};
+use crate::engine::{GenOutput, LoadOptions, Model, Speculation, StopReason};
 use crate::resolve::resolve_model;
 use crate::term::{dim, stderr_color};
 use crate::thinking::Segment;
@@ -70,6 +71,8 @@ pub struct RunArgs {
     pub sampling: SamplingArgs,
     #[command(flatten)]
     pub placement: PlacementArgs,
+    #[command(flatten)]
+    pub spec: SpecArgs,
 }
 
 pub fn run(args: RunArgs, verbose: bool) -> Result<ExitCode> {
@@ -100,6 +103,34 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<ExitCode> {
     };
     let label = path.display().to_string();
     let ctx = args.context.ctx.map(u64::from);
+    let spec = args.spec.choice(&args.model, &path)?;
+    if let (
+        true,
+        SpecChoice::Draft {
+            path: dp,
+            label: dl,
+            limits,
+        },
+    ) = (args.plan_only, &spec)
+    {
+        let pair = plan_pair_for(
+            &path,
+            &label,
+            dp,
+            dl,
+            &args.placement,
+            ctx,
+            1,
+            limits.max,
+            verbose,
+        )?;
+        print!("{}", pair_report(&pair));
+        return Ok(if pair.target.plan.fits {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
     if args.plan_only {
         let planned = plan_for(&path, &label, &args.placement, ctx, 1, verbose)?;
         print!("{}", plan_report(&planned));
@@ -116,9 +147,18 @@ pub fn run(args: RunArgs, verbose: bool) -> Result<ExitCode> {
         progress: interactive || args.stats,
     };
     let template = args.template.choice()?;
-    let (planned, mut model) = plan_and_load(&path, &label, &args.placement, ctx, 1, &opts)?;
+    let loaded = plan_and_load_with_draft(&path, &label, &args.placement, ctx, 1, &opts, &spec)?;
+    let (planned, mut model) = (loaded.planned, loaded.model);
     apply_template(&mut model, template.as_ref())?;
-    let session = model.new_session(&planned.context(args.threads.get()))?;
+    let threads = args.threads.get();
+    let mut session = model.new_session(&planned.context(threads))?;
+    session.set_speculation(match (&spec, &loaded.draft) {
+        (SpecChoice::Draft { limits, .. }, Some((draft_plan, draft))) => Some(
+            Speculation::with_model(draft, &draft_plan.context(threads), *limits)?,
+        ),
+        (SpecChoice::Lookup(limits), _) => Some(Speculation::lookup(*limits)),
+        _ => None,
+    });
 
     let mode = model.template.caps().thinking;
     if args.think == Some(OnOff::Off) && mode == ThinkingMode::Always {
@@ -263,6 +303,9 @@ fn print_stats(model: &Model, out: &GenOutput) {
         out.n_generated,
         rate(out.n_generated, out.gen_ms)
     );
+    if let Some(spec) = &out.spec {
+        eprintln!("speculation: {}", spec.summary());
+    }
 }
 
 const HELP: &str = "\

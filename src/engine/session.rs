@@ -13,6 +13,9 @@ use super::context::{new_context, ContextSpec};
 use super::error::EngineError;
 use super::model::Model;
 use super::sampling::Sampling;
+use super::speculative::Speculation;
+use crate::speculative::tuner::Cycle;
+use crate::speculative::SpecStats;
 use crate::thinking::{Segment, ThinkParser, THINK_CLOSE};
 
 #[derive(Debug, Clone)]
@@ -48,6 +51,8 @@ pub struct GenOutput {
     pub n_reasoning_tokens: usize,
     pub prompt_ms: f64,
     pub gen_ms: f64,
+    /// Speculation counters of this reply, when a drafter is attached.
+    pub spec: Option<SpecStats>,
 }
 
 impl Model {
@@ -65,6 +70,8 @@ pub struct Session<'m> {
     kv_tokens: Vec<LlamaToken>,
     pub n_ctx: u32,
     n_batch: u32,
+    /// Drafts checked by this session's model, when speculation is on.
+    spec: Option<Speculation<'m>>,
 }
 
 impl<'m> Session<'m> {
@@ -76,7 +83,77 @@ impl<'m> Session<'m> {
             n_batch: ctx.n_batch(),
             ctx,
             kv_tokens: Vec::new(),
+            spec: None,
         })
+    }
+
+    /// Verifies drafts from `spec` from now on (`None`: plain decoding).
+    pub fn set_speculation(&mut self, spec: Option<Speculation<'m>>) {
+        self.spec = spec;
+    }
+
+    /// The speculation counters so far (all replies of this session).
+    pub fn spec_stats(&self) -> Option<SpecStats> {
+        self.spec.as_ref().map(|s| s.stats)
+    }
+
+    /// Decodes `tokens` at the end of the cache with logits for each (a target token
+    /// and the drafts after it).
+    fn decode_verify(&mut self, tokens: &[LlamaToken]) -> Result<(), EngineError> {
+        if tokens.len() == 1 {
+            return self.decode_append(tokens);
+        }
+        let mut batch = LlamaBatch::new(tokens.len(), 1);
+        for (i, &tok) in tokens.iter().enumerate() {
+            batch
+                .add(tok, (self.kv_tokens.len() + i) as i32, &[0], true)
+                .map_err(|e| EngineError::Decode(e.to_string()))?;
+        }
+        self.ctx
+            .decode(&mut batch)
+            .map_err(|e| EngineError::Decode(e.to_string()))?;
+        self.kv_tokens.extend_from_slice(tokens);
+        Ok(())
+    }
+
+    /// Drops the cache after its first `keep` tokens.
+    fn truncate_kv(&mut self, keep: usize) -> Result<(), EngineError> {
+        let removed = self
+            .ctx
+            .clear_kv_cache_seq(Some(0), Some(keep as u32), None)
+            .unwrap_or(false);
+        if !removed {
+            return Err(EngineError::Decode(
+                "this model's cache cannot drop rejected draft tokens".into(),
+            ));
+        }
+        self.kv_tokens.truncate(keep);
+        Ok(())
+    }
+
+    /// Closes the reasoning block for the model (the thinking budget is spent) and
+    /// decodes the closing text. False when the context has no room for it.
+    fn force_close(
+        &mut self,
+        raw: &mut String,
+        decoder: &mut Utf8Stream,
+        parser: &mut ThinkParser,
+        emit: &mut dyn FnMut(Vec<Segment>),
+    ) -> Result<bool, EngineError> {
+        let close = format!("\n{THINK_CLOSE}\n\n");
+        let forced = self
+            .model
+            .llama
+            .vocab()
+            .tokenize(close.as_bytes(), false, true);
+        if self.kv_tokens.len() + forced.len() + 1 >= self.n_ctx as usize {
+            return Ok(false);
+        }
+        raw.push_str(&decoder.flush());
+        raw.push_str(&close);
+        emit(parser.push(&close));
+        self.decode_append(&forced)?;
+        Ok(true)
     }
 
     pub fn clear(&mut self) {
@@ -175,6 +252,8 @@ impl<'m> Session<'m> {
         let mut n_reasoning_tokens = 0usize;
         let mut stop = StopReason::MaxTokens;
         let t1 = Instant::now();
+        let mut spec = self.spec.take();
+        let spec_before = spec.as_ref().map(|s| s.stats);
 
         let mut emit = |segs: Vec<Segment>, reasoning: &mut String, answer: &mut String| {
             for s in segs {
@@ -186,59 +265,165 @@ impl<'m> Session<'m> {
             }
         };
 
-        while n_generated < req.max_tokens as usize {
-            if stop_flag.load(Ordering::Relaxed) {
-                stop = StopReason::Interrupted;
-                break;
-            }
-            if self.kv_tokens.len() + 1 >= self.n_ctx as usize {
-                stop = StopReason::ContextFull;
-                break;
-            }
-            let token = sampler.sample(&self.ctx, -1);
-            if vocab.is_eog(token) {
-                stop = StopReason::EndOfTurn;
-                break;
-            }
-            n_generated += 1;
-            let was_reasoning = parser.in_reasoning();
-            let piece = vocab.token_to_piece(token, false, None);
-            let text = decoder.push(&piece);
-            raw.push_str(&text);
-            let segs = parser.push(&text);
-            if was_reasoning {
-                n_reasoning_tokens += 1;
-            }
-            emit(segs, &mut reasoning, &mut answer);
-            if let Some(cut) = req
-                .stop
-                .iter()
-                .filter_map(|s| answer.find(s.as_str()))
-                .min()
-            {
-                answer.truncate(cut);
-                stop = StopReason::EndOfTurn;
-                break;
-            }
-            self.decode_append(&[token])?;
-
-            if let Some(budget) = req.think_budget {
-                if parser.in_reasoning() && n_reasoning_tokens >= budget as usize {
-                    // Close the reasoning block ourselves and let the model answer.
-                    let close = format!("\n{THINK_CLOSE}\n\n");
-                    let forced = vocab.tokenize(close.as_bytes(), false, true);
-                    if self.kv_tokens.len() + forced.len() + 1 >= self.n_ctx as usize {
-                        stop = StopReason::ContextFull;
-                        break;
+        // The tokens of the last decode that have logits: the last one after a plain
+        // append (row -1), or the target's token and the drafts of a verify batch
+        // (rows 0..=drafts.len()).
+        let mut drafts: Vec<LlamaToken> = Vec::new();
+        // The cycle whose acceptance the next sampling pass measures.
+        let mut cycle: Option<Cycle> = None;
+        let result: Result<(), EngineError> = 'gen: loop {
+            // Sample row by row; a token equal to the draft there is already decoded.
+            let mut matched = 0usize;
+            let mut pending: Option<LlamaToken> = None;
+            let mut force_close = false;
+            let mut ended = true;
+            loop {
+                // The cache as it stands if the unverified drafts were dropped.
+                let committed = self.kv_tokens.len() - (drafts.len() - matched);
+                if n_generated >= req.max_tokens as usize {
+                    stop = StopReason::MaxTokens;
+                    break;
+                }
+                if stop_flag.load(Ordering::Relaxed) {
+                    stop = StopReason::Interrupted;
+                    break;
+                }
+                if committed + 1 >= self.n_ctx as usize {
+                    stop = StopReason::ContextFull;
+                    break;
+                }
+                let row = if drafts.is_empty() {
+                    -1
+                } else {
+                    matched as i32
+                };
+                let token = sampler.sample(&self.ctx, row);
+                if vocab.is_eog(token) {
+                    stop = StopReason::EndOfTurn;
+                    break;
+                }
+                n_generated += 1;
+                let was_reasoning = parser.in_reasoning();
+                let piece = vocab.token_to_piece(token, false, None);
+                let text = decoder.push(&piece);
+                raw.push_str(&text);
+                let segs = parser.push(&text);
+                if was_reasoning {
+                    n_reasoning_tokens += 1;
+                }
+                emit(segs, &mut reasoning, &mut answer);
+                let is_draft = drafts.get(matched) == Some(&token);
+                if let Some(s) = spec.as_mut() {
+                    if is_draft {
+                        s.stats.accepted += 1;
+                    } else {
+                        s.stats.target_steps += 1;
                     }
-                    raw.push_str(&decoder.flush());
-                    raw.push_str(&close);
-                    let segs = parser.push(&close);
-                    emit(segs, &mut reasoning, &mut answer);
-                    self.decode_append(&forced)?;
+                }
+                if is_draft {
+                    matched += 1;
+                } else {
+                    pending = Some(token);
+                }
+                if let Some(cut) = req
+                    .stop
+                    .iter()
+                    .filter_map(|s| answer.find(s.as_str()))
+                    .min()
+                {
+                    answer.truncate(cut);
+                    stop = StopReason::EndOfTurn;
+                    break;
+                }
+                force_close = req.think_budget.is_some_and(|budget| {
+                    parser.in_reasoning() && n_reasoning_tokens >= budget as usize
+                });
+                if is_draft && !force_close {
+                    continue;
+                }
+                // The target's own token, or a forced close, ends the pass.
+                ended = false;
+                break;
+            }
+            if let (Some(s), Some(mut c)) = (spec.as_mut(), cycle.take()) {
+                c.accepted = matched;
+                s.record(c);
+            }
+            // Drop the drafts the target did not take.
+            let rejected = drafts.len() - matched;
+            drafts.clear();
+            if rejected > 0 {
+                let keep = self.kv_tokens.len() - rejected;
+                if let Err(e) = self.truncate_kv(keep) {
+                    break 'gen Err(e);
                 }
             }
-        }
+            if ended {
+                break 'gen Ok(());
+            }
+            if force_close {
+                let closed = pending
+                    .map_or(Ok(()), |t| self.decode_append(&[t]))
+                    .and_then(|()| {
+                        self.force_close(&mut raw, &mut decoder, &mut parser, &mut |s| {
+                            emit(s, &mut reasoning, &mut answer)
+                        })
+                    });
+                match closed {
+                    Ok(true) => continue,
+                    Ok(false) => {
+                        stop = StopReason::ContextFull;
+                        break 'gen Ok(());
+                    }
+                    Err(e) => break 'gen Err(e),
+                }
+            }
+            let Some(next) = pending else {
+                break 'gen Ok(());
+            };
+            // Draft, then decode the target's token with the drafts in one batch.
+            let mut draft_ms = 0.0;
+            if let Some(s) = spec.as_mut() {
+                let room = (self.n_ctx as usize).saturating_sub(self.kv_tokens.len() + 2);
+                let left = req.max_tokens as usize - n_generated;
+                let k = s.tuner.next_len().min(room).min(left);
+                let t_draft = Instant::now();
+                match s.draft(&self.kv_tokens, next, k) {
+                    Ok(d) if d.len() >= s.tuner.limits().min => drafts = d,
+                    Ok(_) => {}
+                    Err(e) => break 'gen Err(e),
+                }
+                draft_ms = t_draft.elapsed().as_secs_f64() * 1000.0;
+                if k > 0 {
+                    draft_ms -= s.catchup_ms();
+                }
+                s.stats.drafted += drafts.len() as u64;
+            }
+            let t_verify = Instant::now();
+            let mut tokens = Vec::with_capacity(drafts.len() + 1);
+            tokens.push(next);
+            tokens.extend_from_slice(&drafts);
+            if let Err(e) = self.decode_verify(&tokens) {
+                break 'gen Err(e);
+            }
+            cycle = Some(Cycle {
+                drafted: drafts.len(),
+                accepted: 0,
+                draft_ms,
+                verify_ms: t_verify.elapsed().as_secs_f64() * 1000.0,
+            });
+        };
+        let spec_stats = spec.as_ref().map(|s| {
+            let mut d = s.stats;
+            if let Some(b) = spec_before {
+                d.drafted -= b.drafted;
+                d.accepted -= b.accepted;
+                d.target_steps -= b.target_steps;
+            }
+            d
+        });
+        self.spec = spec;
+        result?;
         let tail = decoder.flush();
         raw.push_str(&tail);
         let mut segs = parser.push(&tail);
@@ -254,6 +439,7 @@ impl<'m> Session<'m> {
             n_reasoning_tokens,
             prompt_ms,
             gen_ms: t1.elapsed().as_secs_f64() * 1000.0,
+            spec: spec_stats,
         })
     }
 }

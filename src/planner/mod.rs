@@ -6,6 +6,7 @@
 pub mod classify;
 pub mod context;
 pub mod cost;
+pub mod draft;
 pub mod fit;
 pub mod memory;
 pub mod model;

@@ -98,6 +98,9 @@ mod tests {
         });
         assert_eq!((s.drafted, s.accepted, s.target_steps), (10, 8, 4));
         assert!((s.acceptance() - 0.8).abs() < 1e-12);
-        assert_eq!(s.summary(), "drafted 10, accepted 8 (80.0 %), 4 target steps");
+        assert_eq!(
+            s.summary(),
+            "drafted 10, accepted 8 (80.0 %), 4 target steps"
+        );
     }
 }

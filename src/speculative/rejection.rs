@@ -79,10 +79,18 @@ mod tests {
 
     fn assert_same(a: &Dist, b: &Dist) {
         for &(t, pt) in a {
-            assert!((pt - prob(b, t)).abs() < 1e-12, "token {t}: {pt} vs {}", prob(b, t));
+            assert!(
+                (pt - prob(b, t)).abs() < 1e-12,
+                "token {t}: {pt} vs {}",
+                prob(b, t)
+            );
         }
         for &(t, pt) in b {
-            assert!((pt - prob(a, t)).abs() < 1e-12, "token {t}: {pt} vs {}", prob(a, t));
+            assert!(
+                (pt - prob(a, t)).abs() < 1e-12,
+                "token {t}: {pt} vs {}",
+                prob(a, t)
+            );
         }
     }
 
@@ -114,7 +122,11 @@ mod tests {
             assert!((keep_chance(&p, &q, x) - prob(&p, x)).abs() < 1e-15);
             let r = residual(&p, &q);
             for &(y, py) in &p {
-                let want = if y == x { 0.0 } else { py / (1.0 - prob(&p, x)) };
+                let want = if y == x {
+                    0.0
+                } else {
+                    py / (1.0 - prob(&p, x))
+                };
                 assert!((prob(&r, y) - want).abs() < 1e-12);
             }
             assert_same(&emitted(&p, &q), &p);
@@ -130,7 +142,7 @@ mod tests {
         assert_eq!(verify(&p, &q, 2, 0.25, 0.6), (0, false));
         assert_eq!(verify(&p, &q, 2, 0.25, 0.7), (1, false));
         // A token the draft could not propose is never kept.
-        assert_eq!(verify(&p, &q, 1, 0.0, 0.0).1, false);
+        assert!(!verify(&p, &q, 1, 0.0, 0.0).1);
         // At temperature 0 (p one-hot) only the argmax survives.
         let greedy = [(1, 1.0)];
         assert_eq!(verify(&greedy, &[(1, 1.0)], 1, 0.999, 0.0), (1, true));

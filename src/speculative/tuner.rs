@@ -12,8 +12,10 @@ use super::DraftLimits;
 
 /// How fast old observations fade (per cycle).
 const DECAY: f64 = 0.9;
-/// A plain step every this many cycles while drafting does not pay, then a probe.
+/// While drafting does not pay, a probe after this many plain steps; the wait doubles
+/// after each probe that did not pay, up to [`PROBE_EVERY_MAX`].
 const PROBE_EVERY: u32 = 16;
+const PROBE_EVERY_MAX: u32 = 256;
 /// The draft length of a probe.
 const PROBE_LEN: usize = 2;
 
@@ -41,6 +43,7 @@ pub struct DraftTuner {
     /// Extra milliseconds per additional token in a verify batch.
     extra_ms: Option<f64>,
     plain_cycles: u32,
+    probe_every: u32,
 }
 
 impl DraftTuner {
@@ -54,6 +57,7 @@ impl DraftTuner {
             step_ms: None,
             extra_ms: None,
             plain_cycles: 0,
+            probe_every: PROBE_EVERY,
         }
     }
 
@@ -95,11 +99,13 @@ impl DraftTuner {
             .unwrap_or(0);
         if best > 0 {
             self.plain_cycles = 0;
+            self.probe_every = PROBE_EVERY;
             return best;
         }
         self.plain_cycles += 1;
-        if self.plain_cycles >= PROBE_EVERY {
+        if self.plain_cycles >= self.probe_every {
             self.plain_cycles = 0;
+            self.probe_every = (self.probe_every * 2).min(PROBE_EVERY_MAX);
             return PROBE_LEN.max(self.limits.min).min(self.limits.max);
         }
         0
@@ -190,15 +196,19 @@ mod tests {
             });
         }
         assert_eq!(t.next_len(), 0);
-        let mut probes = 0;
-        for _ in 0..(2 * PROBE_EVERY) {
+        // Probes come ever more rarely: each wait doubles, up to a bound.
+        let mut at = Vec::new();
+        for i in 0..2000 {
             let k = t.next_len();
             if k > 0 {
-                probes += 1;
+                at.push(i);
                 assert_eq!(k, PROBE_LEN);
             }
         }
-        assert_eq!(probes, 2);
+        assert!(at.len() >= 3, "{at:?}");
+        assert_eq!(at[2] - at[1], 2 * (at[1] - at[0]), "{at:?}");
+        let last = at[at.len() - 1] - at[at.len() - 2];
+        assert_eq!(last as u32, PROBE_EVERY_MAX, "{at:?}");
     }
 
     #[test]

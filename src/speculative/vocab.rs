@@ -29,7 +29,9 @@ pub const CHECK_FROM_ID: usize = 5;
 pub enum VocabMismatch {
     #[error("the tokenizers differ (type {target} vs {draft})")]
     Kind { target: i32, draft: i32 },
-    #[error("vocabulary sizes differ by more than {MAX_SIZE_DIFFERENCE} ({target} vs {draft} tokens)")]
+    #[error(
+        "vocabulary sizes differ by more than {MAX_SIZE_DIFFERENCE} ({target} vs {draft} tokens)"
+    )]
     Size { target: usize, draft: usize },
     #[error("the models disagree on the {which} token ({target} vs {draft})")]
     Special {
@@ -146,10 +148,16 @@ mod tests {
                 draft: "dog".into()
             })
         );
-        let spm = VocabFacts { kind: 1, ..t.clone() };
+        let spm = VocabFacts {
+            kind: 1,
+            ..t.clone()
+        };
         assert!(matches!(
             check_compatible(&t, &spm),
-            Err(VocabMismatch::Kind { target: 2, draft: 1 })
+            Err(VocabMismatch::Kind {
+                target: 2,
+                draft: 1
+            })
         ));
         let bos = VocabFacts {
             bos: Some(0),
