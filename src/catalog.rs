@@ -255,12 +255,22 @@ mod tests {
         // share one vocabulary); Llama 4 has none, so `--draft auto` is lookup there.
         for e in c.entries() {
             if let Some(d) = &e.draft {
-                let d = c.find(d).unwrap_or_else(|| panic!("{}: draft {d} missing", e.name));
+                let d = c
+                    .find(d)
+                    .unwrap_or_else(|| panic!("{}: draft {d} missing", e.name));
                 assert!(d.arch.starts_with("qwen3") && e.arch.starts_with("qwen3"));
-                assert!(d.params_b * 4.0 <= e.params_b, "{} drafts for {}", d.name, e.name);
+                assert!(
+                    d.params_b * 4.0 <= e.params_b,
+                    "{} drafts for {}",
+                    d.name,
+                    e.name
+                );
             }
         }
-        assert_eq!(c.find("qwen3-8b").unwrap().draft.as_deref(), Some("qwen3-0.6b"));
+        assert_eq!(
+            c.find("qwen3-8b").unwrap().draft.as_deref(),
+            Some("qwen3-0.6b")
+        );
         assert!(c.find("llama4-scout").unwrap().draft.is_none());
     }
 

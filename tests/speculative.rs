@@ -198,3 +198,133 @@ fn edge_plan_places_the_draft_first_and_checks_the_vocabulary() {
     ]);
     assert_clean_failure(&o, "cannot draft for");
 }
+
+/// The batch input of the ten prompts, greedy, 80 tokens each.
+fn batch_input(dir: &Path) -> PathBuf {
+    let path = dir.join("in.jsonl");
+    let lines: Vec<String> = PROMPTS
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            serde_json::json!({
+                "custom_id": format!("r{i}"), "method": "POST", "url": "/v1/chat/completions",
+                "body": {"messages": [{"role": "user", "content": p}], "max_tokens": 80,
+                         "temperature": 0}
+            })
+            .to_string()
+        })
+        .collect();
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+/// custom_id → (content, timings) of a batch output file.
+fn batch_answers(path: &Path) -> std::collections::BTreeMap<String, (String, serde_json::Value)> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let r: serde_json::Value = serde_json::from_str(l).unwrap();
+            let body = &r["response"]["body"];
+            assert!(body["usage"]["completion_tokens"].as_u64().is_some(), "{l}");
+            let t = &body["timings"];
+            if !t.is_null() {
+                let (n, a, s) = (
+                    t["draft_n"].as_u64().unwrap(),
+                    t["draft_n_accepted"].as_u64().unwrap(),
+                    t["target_steps"].as_u64().unwrap(),
+                );
+                assert!(a <= n, "{l}");
+                assert_eq!(
+                    body["usage"]["completion_tokens"].as_u64().unwrap(),
+                    a + s,
+                    "{l}"
+                );
+            }
+            (
+                r["custom_id"].as_str().unwrap().to_string(),
+                (
+                    body["choices"][0]["message"]["content"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                    t.clone(),
+                ),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn batch_with_four_sequences_gives_the_same_answers_with_speculation() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = batch_input(dir.path());
+    let target = f16_target();
+    let draft = smollm2();
+    let run = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(format!("{name}.jsonl"));
+        let mut args = vec![
+            "batch",
+            target.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--parallel",
+            "4",
+            "--threads",
+            "2",
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        let o = run_edge(&args);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        batch_answers(&out)
+    };
+    let plain = run("plain", &[]);
+    assert_eq!(plain.len(), PROMPTS.len());
+    assert!(plain.values().all(|(_, t)| t.is_null()));
+    for (name, extra) in [
+        ("draft", vec!["--draft", draft.to_str().unwrap()]),
+        ("lookup", vec!["--lookup"]),
+    ] {
+        let got = run(name, &extra);
+        let mut drafted = 0;
+        for (id, (text, timings)) in &got {
+            assert_eq!(text, &plain[id].0, "{name} {id}");
+            drafted += timings["draft_n"].as_u64().unwrap();
+        }
+        assert!(drafted > 0, "{name} drafted nothing");
+    }
+}
+
+#[test]
+fn serve_gives_the_same_answers_with_a_draft_model() {
+    use common::server::Server;
+    let target = f16_target();
+    let plain = Server::start(&target, &["--parallel", "2"]);
+    let spec = Server::start(
+        &target,
+        &["--parallel", "2", "--draft", smollm2().to_str().unwrap()],
+    );
+    for prompt in &PROMPTS[..4] {
+        let body = serde_json::json!({
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": 80, "temperature": 0
+        });
+        let a = plain.post("/v1/chat/completions", &body).json();
+        let b = spec.post("/v1/chat/completions", &body).json();
+        assert_eq!(
+            a["choices"][0]["message"]["content"], b["choices"][0]["message"]["content"],
+            "{prompt}"
+        );
+        assert!(a["timings"].is_null());
+        let t = &b["timings"];
+        let generated = b["usage"]["completion_tokens"].as_u64().unwrap();
+        assert_eq!(
+            generated,
+            t["draft_n_accepted"].as_u64().unwrap() + t["target_steps"].as_u64().unwrap(),
+            "{b}"
+        );
+    }
+}

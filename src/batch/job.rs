@@ -14,7 +14,7 @@ use super::{
     append_record, check_output_dir, error_key, error_record, prepare_output, read_input,
     read_records, sort_output, BatchRequest, Shard,
 };
-use crate::engine::{ContextSpec, Model};
+use crate::engine::{BatchSpeculation, ContextSpec, Model};
 
 /// The work of one run, before any model is loaded.
 pub struct BatchJob {
@@ -103,6 +103,7 @@ impl BatchJob {
         spec: &ContextSpec,
         opts: &RunnerOptions,
         stop: &AtomicBool,
+        speculation: Option<&BatchSpeculation<'_>>,
         on_progress: &mut dyn FnMut(u64, f64),
     ) -> Result<()> {
         let started = Instant::now();
@@ -110,7 +111,7 @@ impl BatchJob {
         let (out, n_ok, n_failed) = (&mut self.out, &mut self.n_ok, &mut self.n_failed);
         let (tokens, prompt_tokens) = (&mut self.completion_tokens, &mut self.prompt_tokens);
         let mut finished = 0u64;
-        runner::run(model, spec, todo, opts, stop, &mut |f| {
+        runner::run(model, spec, todo, opts, stop, speculation, &mut |f| {
             append_record(out, &f.record)?;
             if f.ok {
                 *n_ok += 1;

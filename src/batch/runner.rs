@@ -11,7 +11,9 @@ use serde_json::Value;
 
 use super::{error_record, stable_hash, success_record, Answer, BatchRequest};
 use crate::chat::SamplingOverrides;
-use crate::engine::{run_batch, BatchFeed, ContextSpec, DecodeDone, DecodeJob, JobOutcome, Model};
+use crate::engine::{
+    run_batch, BatchFeed, BatchSpeculation, ContextSpec, DecodeDone, DecodeJob, JobOutcome, Model,
+};
 use crate::request::prepare::{reply_parser, JobDefaults, PrepareError, ReasoningSplit, ToolSetup};
 
 #[derive(Debug, Clone)]
@@ -87,6 +89,7 @@ fn record(done: DecodeDone<Tag>, opts: &RunnerOptions) -> Finished {
             text,
             n_generated,
             finish,
+            spec,
         } => {
             let reply = reply_parser(tag.split, tag.tools.as_ref()).parse_all(&text);
             let finish = if reply.calls.is_empty() {
@@ -94,20 +97,24 @@ fn record(done: DecodeDone<Tag>, opts: &RunnerOptions) -> Finished {
             } else {
                 "tool_calls"
             };
+            let mut record = success_record(
+                req,
+                &opts.model_name,
+                &Answer {
+                    content: &reply.content,
+                    reasoning: &reply.reasoning,
+                    tool_calls: &reply.calls,
+                },
+                finish,
+                done.n_prompt,
+                n_generated,
+                crate::hub::store::now_unix(),
+            );
+            if let Some(spec) = spec {
+                record["response"]["body"]["timings"] = spec.timings_json();
+            }
             Finished {
-                record: success_record(
-                    req,
-                    &opts.model_name,
-                    &Answer {
-                        content: &reply.content,
-                        reasoning: &reply.reasoning,
-                        tool_calls: &reply.calls,
-                    },
-                    finish,
-                    done.n_prompt,
-                    n_generated,
-                    crate::hub::store::now_unix(),
-                ),
+                record,
                 ok: true,
                 prompt_tokens: done.n_prompt,
                 completion_tokens: n_generated,
@@ -164,6 +171,7 @@ pub fn run(
     requests: Vec<BatchRequest>,
     opts: &RunnerOptions,
     stop: &AtomicBool,
+    speculation: Option<&BatchSpeculation<'_>>,
     on_done: &mut dyn FnMut(Finished) -> Result<()>,
 ) -> Result<()> {
     let mut feed = Feed {
@@ -172,5 +180,5 @@ pub fn run(
         opts,
         on_done,
     };
-    run_batch(model, spec, &mut feed, stop)
+    run_batch(model, spec, &mut feed, stop, speculation)
 }

@@ -152,6 +152,17 @@ pub struct SpecArgs {
     #[arg(long, value_name = "N", default_value_t = DraftLimits::default().min as u32,
           value_parser = clap::value_parser!(u32).range(1..=128))]
     pub draft_min: u32,
+    /// A draft model stops drafting where its own top probability falls below P
+    /// (default 0: with small drafts their argmax is usually right even when unsure).
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = probability)]
+    pub draft_p_min: f32,
+}
+
+fn probability(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        _ => Err(format!("{s:?} is not a probability between 0 and 1")),
+    }
 }
 
 /// What [`SpecArgs`] asked for, with the draft model found.
@@ -178,6 +189,7 @@ impl SpecArgs {
         Ok(DraftLimits {
             max: self.draft_max as usize,
             min: self.draft_min as usize,
+            p_min: self.draft_p_min,
         })
     }
 

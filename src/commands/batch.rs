@@ -9,15 +9,15 @@ use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 
 use super::args::{
-    apply_template, plan_and_load, ContextArgs, PlacementArgs, SamplingArgs, TemplateArgs,
-    ThreadArgs,
+    apply_template, plan_and_load_with_draft, ContextArgs, PlacementArgs, SamplingArgs, SpecArgs,
+    SpecChoice, TemplateArgs, ThreadArgs,
 };
 use crate::batch::job::BatchJob;
 use crate::batch::runner::RunnerOptions;
 use crate::batch::{
     check_output_dir, merge, read_input, read_records, write_records_atomically, Shard,
 };
-use crate::engine::LoadOptions;
+use crate::engine::{BatchSpeculation, LoadOptions};
 use crate::resolve::resolve_model;
 
 #[derive(Debug, Args)]
@@ -58,6 +58,8 @@ pub struct BatchArgs {
     pub threads: ThreadArgs,
     #[command(flatten)]
     pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub spec: SpecArgs,
     #[command(flatten)]
     pub placement: PlacementArgs,
 }
@@ -101,7 +103,8 @@ pub fn run(args: BatchArgs, verbose: bool) -> Result<ExitCode> {
     let stop = super::signals::interrupt_flag()?;
     let template = args.template.choice()?;
     if !job.todo.is_empty() {
-        let (planned, mut model) = plan_and_load(
+        let spec_choice = args.spec.choice(&model_name, &path)?;
+        let loaded = plan_and_load_with_draft(
             &path,
             &model_name,
             &args.placement,
@@ -111,9 +114,25 @@ pub fn run(args: BatchArgs, verbose: bool) -> Result<ExitCode> {
                 verbose,
                 progress: !args.quiet,
             },
+            &spec_choice,
         )?;
+        let (planned, mut model) = (loaded.planned, loaded.model);
         apply_template(&mut model, template.as_ref())?;
-        let spec = planned.context(args.threads.get());
+        let threads = args.threads.get();
+        let spec = planned.context(threads);
+        let speculation = match (&spec_choice, &loaded.draft) {
+            (SpecChoice::Draft { limits, .. }, Some((draft_plan, draft))) => {
+                Some(BatchSpeculation {
+                    draft: Some((draft, draft_plan.context(threads))),
+                    limits: *limits,
+                })
+            }
+            (SpecChoice::Lookup(limits), _) => Some(BatchSpeculation {
+                draft: None,
+                limits: *limits,
+            }),
+            _ => None,
+        };
         let opts = RunnerOptions {
             default_max_tokens: args.max_tokens,
             default_sampling: SamplingArgs {
@@ -133,10 +152,17 @@ pub fn run(args: BatchArgs, verbose: bool) -> Result<ExitCode> {
             "batch [{bar:30}] {pos}/{len} requests, {msg}, ETA {eta}",
             args.quiet,
         );
-        job.run(&model, &spec, &opts, &stop, &mut |done, tok_s| {
-            bar.set_position(done);
-            bar.set_message(format!("{tok_s:.1} tok/s"));
-        })?;
+        job.run(
+            &model,
+            &spec,
+            &opts,
+            &stop,
+            speculation.as_ref(),
+            &mut |done, tok_s| {
+                bar.set_position(done);
+                bar.set_message(format!("{tok_s:.1} tok/s"));
+            },
+        )?;
         bar.finish_and_clear();
     }
 

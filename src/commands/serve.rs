@@ -7,13 +7,13 @@ use anyhow::Result;
 use clap::Args;
 
 use super::args::{
-    apply_template, load_planned, plan_for, plan_report, ContextArgs, PlacementArgs, SamplingArgs,
-    TemplateArgs, ThreadArgs,
+    apply_template, load_planned, pair_report, plan_for, plan_pair_for, plan_report, with_hints,
+    ContextArgs, PlacementArgs, SamplingArgs, SpecArgs, SpecChoice, TemplateArgs, ThreadArgs,
 };
 use crate::engine::LoadOptions;
 use crate::request::prepare::JobDefaults;
 use crate::resolve::resolve_model;
-use crate::serve::{serve, ServeConfig};
+use crate::serve::{serve, ServeConfig, ServedModels};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -53,6 +53,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub sampling: SamplingArgs,
     #[command(flatten)]
+    pub spec: SpecArgs,
+    #[command(flatten)]
     pub placement: PlacementArgs,
 }
 
@@ -62,18 +64,43 @@ pub fn run(args: ServeArgs, verbose: bool) -> Result<ExitCode> {
     }
     let template = args.template.choice()?;
     let path = resolve_model(&args.model)?;
-    let planned = plan_for(
-        &path,
-        &args.model,
-        &args.placement,
-        args.context.ctx.map(u64::from),
-        u64::from(args.parallel),
-        verbose,
-    )?;
-    if verbose {
-        eprintln!("{}", plan_report(&planned));
-    }
-    let spec = planned.context(args.threads.get());
+    let spec_choice = args.spec.choice(&args.model, &path)?;
+    let ctx = args.context.ctx.map(u64::from);
+    let parallel = u64::from(args.parallel);
+    // With a draft model both are planned together; each loads on the engine thread.
+    let (planned, draft_planned) = match &spec_choice {
+        SpecChoice::Draft {
+            path: dp,
+            label: dl,
+            limits,
+        } => {
+            let pair = plan_pair_for(
+                &path,
+                &args.model,
+                dp,
+                dl,
+                &args.placement,
+                ctx,
+                parallel,
+                limits.max,
+                verbose,
+            )?;
+            if verbose {
+                eprintln!("{}", pair_report(&pair));
+            }
+            (pair.target, Some(pair.draft))
+        }
+        _ => {
+            let planned = plan_for(&path, &args.model, &args.placement, ctx, parallel, verbose)?;
+            if verbose {
+                eprintln!("{}", plan_report(&planned));
+            }
+            (planned, None)
+        }
+    };
+    planned.check_fits().map_err(|e| with_hints(e.into()))?;
+    let threads = args.threads.get();
+    let spec = planned.context(threads);
     let ctx_per_seq = spec.ctx_per_seq();
     let model_id = args.alias.clone().unwrap_or_else(|| {
         if path.exists() && std::path::Path::new(&args.model).exists() {
@@ -98,6 +125,10 @@ pub fn run(args: ServeArgs, verbose: bool) -> Result<ExitCode> {
         },
         spec,
         known_sha256: crate::hub::known_sha256(&path),
+        speculation: match &spec_choice {
+            SpecChoice::Off => None,
+            SpecChoice::Lookup(limits) | SpecChoice::Draft { limits, .. } => Some(*limits),
+        },
     };
     let opts = LoadOptions {
         verbose,
@@ -107,9 +138,13 @@ pub fn run(args: ServeArgs, verbose: bool) -> Result<ExitCode> {
     serve(
         config,
         Box::new(move || {
+            let draft = match &draft_planned {
+                Some(dp) => Some((load_planned(dp, &opts)?, dp.context(threads))),
+                None => None,
+            };
             let mut model = load_planned(&planned, &opts)?;
             apply_template(&mut model, template.as_ref())?;
-            Ok(model)
+            Ok(ServedModels { model, draft })
         }),
         Box::new(move |_| {
             eprintln!("edge: ready: {model_id}, {parallel} slots of {ctx_per_seq} tokens");

@@ -17,6 +17,10 @@ use super::error::EngineError;
 use super::model::Model;
 use super::sampling::{eog_bans, GrammarSpec, JobSampler, Sampling, SamplingError};
 use super::session::Utf8Stream;
+use super::speculative::{DraftAsk, ModelDrafter};
+use crate::speculative::lookup::NgramLookup;
+use crate::speculative::tuner::LengthBandit;
+use crate::speculative::{DraftLimits, SpecStats};
 use crate::thinking::partial_suffix;
 
 /// One generation job, ready to decode.
@@ -100,6 +104,8 @@ pub enum JobOutcome {
         text: String,
         n_generated: usize,
         finish: FinishReason,
+        /// Speculation counters, when the run drafts.
+        spec: Option<SpecStats>,
     },
     /// The job's prompt does not fit one sequence's context.
     PromptTooLong { ctx_per_seq: usize },
@@ -141,7 +147,27 @@ struct Active<T> {
     raw: String,
     /// Bytes of `raw` already handed out as streamed text.
     streamed: usize,
+    spec: Option<JobSpec>,
 }
+
+/// A job's speculation state.
+struct JobSpec {
+    stats: SpecStats,
+    /// Drafts decoded after `pending` in the current step.
+    drafts: Vec<LlamaToken>,
+    /// Lookup mode: n-grams of this job's prompt and output.
+    lookup: NgramLookup,
+}
+
+/// How `run_batch` drafts: with a draft model (its context mirrors every sequence) or
+/// by n-gram lookup in each job and in what earlier jobs produced.
+pub struct BatchSpeculation<'d> {
+    pub draft: Option<(&'d Model, ContextSpec)>,
+    pub limits: DraftLimits,
+}
+
+/// Tokens the shared lookup table keeps before it starts over.
+const SHARED_LOOKUP_MAX: usize = 1 << 20;
 
 struct Slot<T> {
     seq: i32,
@@ -168,6 +194,7 @@ pub fn run_batch<T, F: BatchFeed<T>>(
     spec: &ContextSpec,
     feed: &mut F,
     stop: &AtomicBool,
+    speculation: Option<&BatchSpeculation<'_>>,
 ) -> Result<(), F::Error> {
     let parallel = spec.n_seq.max(1);
     // Every slot may add a token per step: the logical batch holds at least one each.
@@ -177,6 +204,25 @@ pub fn run_batch<T, F: BatchFeed<T>>(
     };
     let mut ctx = new_context(model, &spec)?;
     let n_batch = ctx.n_batch() as usize;
+    let mut drafter = match speculation.and_then(|s| s.draft.as_ref()) {
+        Some((draft, draft_spec)) => {
+            let draft_spec = ContextSpec {
+                n_seq: parallel,
+                n_batch: spec.n_batch,
+                ..draft_spec.clone()
+            };
+            let p_min = speculation.map_or(0.0, |s| s.limits.p_min);
+            Some(ModelDrafter::new(draft, &draft_spec, p_min)?)
+        }
+        None => None,
+    };
+    let limits = speculation.map(|s| s.limits);
+    // One bandit per number of generating sequences: what a draft costs next to the
+    // other sequences' tokens depends on how many there are.
+    let mut bandits: Vec<LengthBandit> = limits
+        .map(|l| vec![LengthBandit::new(l); parallel as usize + 1])
+        .unwrap_or_default();
+    let mut shared_lookup = NgramLookup::new();
     let ctx_per_seq = spec.ctx_per_seq() as usize;
     let bans = eog_bans(model);
     let mut slots: Vec<Slot<T>> = (0..parallel as i32)
@@ -230,7 +276,12 @@ pub fn run_batch<T, F: BatchFeed<T>>(
                         continue;
                     }
                 };
-                start(&mut ctx, &mut slots, s, job, sampler);
+                let job_spec = limits.map(|_| JobSpec {
+                    stats: SpecStats::default(),
+                    drafts: Vec::new(),
+                    lookup: NgramLookup::new(),
+                });
+                start(&mut ctx, &mut slots, s, job, sampler, job_spec);
             }
         }
         let stopping = stop.load(Ordering::Relaxed);
@@ -261,6 +312,33 @@ pub fn run_batch<T, F: BatchFeed<T>>(
         // One decode step: pending tokens of generating slots first, then prompt chunks.
         batch.clear();
         let mut n_in_batch = 0usize;
+        let step_started = std::time::Instant::now();
+        let generating = slots
+            .iter()
+            .filter(|s| s.active.as_ref().is_some_and(|a| a.pending.is_some()))
+            .count();
+        let draft_len = bandits.get_mut(generating).map_or(0, LengthBandit::choose);
+        let min_draft = limits.map_or(1, |l| l.min);
+        draft_step(
+            &mut slots,
+            drafter.as_mut(),
+            &shared_lookup,
+            n_batch,
+            ctx_per_seq,
+            (draft_len, min_draft),
+        )?;
+        // Catching the draft up on tokens it has not seen (new prompts, steps taken
+        // without drafting) is not what a draft length costs from step to step.
+        let catchup_ms = match (&drafter, draft_len) {
+            (Some(d), 1..) => d.catchup_ms,
+            _ => 0.0,
+        };
+        let generated_before: usize = slots
+            .iter()
+            .filter_map(|s| s.active.as_ref())
+            .map(|a| a.n_generated)
+            .sum();
+        let mut generated_by_finished = 0usize;
         for slot in slots.iter_mut() {
             let Some(a) = slot.active.as_mut() else {
                 continue;
@@ -271,6 +349,11 @@ pub fn run_batch<T, F: BatchFeed<T>>(
                 slot.cached.push(tok);
                 a.logits_idx = Some(n_in_batch as i32);
                 n_in_batch += 1;
+                for &d in a.spec.iter().flat_map(|s| s.drafts.iter()) {
+                    add(&mut batch, d, slot.cached.len(), slot.seq, true)?;
+                    slot.cached.push(d);
+                    n_in_batch += 1;
+                }
             }
         }
         for slot in slots.iter_mut() {
@@ -300,33 +383,61 @@ pub fn run_batch<T, F: BatchFeed<T>>(
         }
         ctx.decode(&mut batch)
             .map_err(|e| EngineError::Decode(e.to_string()))?;
+        // Steps that decoded prompt tokens say nothing about drafting's worth.
+        let prompt_in_step = n_in_batch
+            - slots
+                .iter()
+                .filter_map(|s| s.active.as_ref())
+                .filter(|a| a.logits_idx.is_some() && a.next_prompt == a.job.prompt.len())
+                .map(|a| 1 + a.spec.as_ref().map_or(0, |s| s.drafts.len()))
+                .sum::<usize>();
 
-        // Sample for every slot whose logits were computed.
+        // Sample for every slot whose logits were computed: its own token, then each
+        // of its drafts the sampler agrees with.
         for slot in slots.iter_mut() {
             let Some(a) = slot.active.as_mut() else {
                 continue;
             };
             let Some(idx) = a.logits_idx else { continue };
-            let tok = a.sampler.sample(&ctx, idx);
+            let drafts = a
+                .spec
+                .as_mut()
+                .map(|s| std::mem::take(&mut s.drafts))
+                .unwrap_or_default();
+            let mut matched = 0usize;
             let mut reason = None;
-            if model.is_eog(tok) {
-                reason = Some(FinishReason::Stop);
-            } else {
+            loop {
+                let row = idx + matched as i32;
+                let tok = a.sampler.sample(&ctx, row);
+                if model.is_eog(tok) {
+                    reason = Some(FinishReason::Stop);
+                    break;
+                }
                 a.n_generated += 1;
+                let is_draft = drafts.get(matched) == Some(&tok);
+                if let Some(s) = a.spec.as_mut() {
+                    if is_draft {
+                        s.stats.accepted += 1;
+                    } else {
+                        s.stats.target_steps += 1;
+                    }
+                }
+                // Cache cells that stay if the drafts after this one are dropped.
+                let committed =
+                    slot.cached.len() - (drafts.len() - matched - usize::from(is_draft));
                 let piece = model.piece(tok);
                 let logprob = a
                     .job
                     .logprobs
-                    .map(|top| token_logprob(model, ctx.get_logits_ith(idx), tok, &piece, top));
+                    .map(|top| token_logprob(model, ctx.get_logits_ith(row), tok, &piece, top));
                 let text = a.utf8.push(&piece);
                 a.raw.push_str(&text);
                 if let Some(cut) = find_stop(&a.raw, &a.job.stop, text.len()) {
                     a.raw.truncate(cut);
                     reason = Some(FinishReason::Stop);
-                } else if a.n_generated >= a.job.max_tokens || slot.cached.len() + 1 >= ctx_per_seq
-                {
+                } else if a.n_generated >= a.job.max_tokens || committed + 1 >= ctx_per_seq {
                     reason = Some(FinishReason::Length);
-                } else {
+                } else if !is_draft {
                     a.pending = Some(tok);
                 }
                 let mut event = TokenEvent {
@@ -341,13 +452,141 @@ pub fn run_batch<T, F: BatchFeed<T>>(
                     }
                 }
                 feed.token(&a.job.tag, event)?;
+                if is_draft && reason.is_none() {
+                    matched += 1;
+                    continue;
+                }
+                break;
+            }
+            // Drop the drafts the target did not take.
+            let rejected = drafts.len() - matched;
+            if rejected > 0 {
+                let keep = slot.cached.len() - rejected;
+                let removed = ctx
+                    .clear_kv_cache_seq(Some(slot.seq as u32), Some(keep as u32), None)
+                    .unwrap_or(false);
+                if !removed {
+                    return Err(EngineError::Decode(
+                        "this model's cache cannot drop rejected draft tokens".into(),
+                    )
+                    .into());
+                }
+                slot.cached.truncate(keep);
             }
             if let Some(finish) = reason {
                 if let Some(active) = slot.active.take() {
+                    if active.spec.is_some() && drafter.is_none() {
+                        if shared_lookup.len() > SHARED_LOOKUP_MAX {
+                            shared_lookup = NgramLookup::new();
+                        }
+                        let ids: Vec<i32> = slot.cached.iter().map(|t| t.0).collect();
+                        shared_lookup.extend(&ids);
+                    }
+                    generated_by_finished += active.n_generated;
                     feed.done(finished(active, finish))?;
                 }
             }
         }
+        if let Some(b) = bandits.get_mut(generating) {
+            if prompt_in_step == 0 {
+                let generated_after: usize = slots
+                    .iter()
+                    .filter_map(|s| s.active.as_ref())
+                    .map(|a| a.n_generated)
+                    .sum::<usize>()
+                    + generated_by_finished;
+                let ms = step_started.elapsed().as_secs_f64() * 1000.0 - catchup_ms;
+                b.record(
+                    draft_len,
+                    generated_after.saturating_sub(generated_before),
+                    ms,
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Drafts for every slot that has a token to decode: fills its `drafts` and starts
+/// its `cycle`. Drafts share what the batch has left after every pending token.
+fn draft_step<T>(
+    slots: &mut [Slot<T>],
+    drafter: Option<&mut ModelDrafter<'_>>,
+    shared: &NgramLookup,
+    n_batch: usize,
+    ctx_per_seq: usize,
+    (draft_len, min_draft): (usize, usize),
+) -> Result<(), EngineError> {
+    let pending = |s: &Slot<T>| s.active.as_ref().and_then(|a| a.pending);
+    let n_pending = slots.iter().filter(|s| pending(s).is_some()).count();
+    let speculating = slots
+        .iter()
+        .filter(|s| pending(s).is_some() && s.active.as_ref().is_some_and(|a| a.spec.is_some()))
+        .count();
+    if speculating == 0 || draft_len == 0 {
+        return Ok(());
+    }
+    let per_slot = n_batch.saturating_sub(n_pending) / speculating;
+    let mut ks = vec![0usize; slots.len()];
+    for (i, slot) in slots.iter_mut().enumerate() {
+        let Some(a) = slot.active.as_mut() else {
+            continue;
+        };
+        if a.pending.is_none() || a.spec.is_none() {
+            continue;
+        }
+        let room = ctx_per_seq.saturating_sub(slot.cached.len() + 2);
+        let left = a.job.max_tokens.saturating_sub(a.n_generated);
+        ks[i] = draft_len.min(room).min(left).min(per_slot);
+    }
+    let mut drafts: Vec<Vec<LlamaToken>> = vec![Vec::new(); slots.len()];
+    match drafter {
+        Some(d) => {
+            let wanted: Vec<usize> = (0..slots.len()).filter(|&i| ks[i] > 0).collect();
+            let asks: Vec<DraftAsk<'_>> = wanted
+                .iter()
+                .filter_map(|&i| {
+                    Some(DraftAsk {
+                        seq: slots[i].seq as usize,
+                        history: &slots[i].cached,
+                        next: pending(&slots[i])?,
+                        max: ks[i],
+                    })
+                })
+                .collect();
+            let made = d.draft(&asks)?;
+            for (i, dr) in wanted.into_iter().zip(made) {
+                drafts[i] = dr;
+            }
+        }
+        None => {
+            for (i, slot) in slots.iter_mut().enumerate() {
+                let Some(next) = pending(slot) else { continue };
+                let Some(s) = slot.active.as_mut().and_then(|a| a.spec.as_mut()) else {
+                    continue;
+                };
+                if ks[i] == 0 {
+                    continue;
+                }
+                let ids: Vec<i32> = slot.cached.iter().map(|t| t.0).collect();
+                s.lookup.sync(&ids);
+                let mut d = s.lookup.draft(Some(next.0), ks[i]);
+                if d.is_empty() {
+                    d = shared.draft_for(&ids, Some(next.0), ks[i]);
+                }
+                drafts[i] = d.into_iter().map(LlamaToken).collect();
+            }
+        }
+    }
+    for (slot, d) in slots.iter_mut().zip(drafts) {
+        let Some(s) = slot.active.as_mut().and_then(|a| a.spec.as_mut()) else {
+            continue;
+        };
+        if d.len() < min_draft {
+            continue;
+        }
+        s.stats.drafted += d.len() as u64;
+        s.drafts = d;
     }
     Ok(())
 }
@@ -362,6 +601,7 @@ fn finished<T>(active: Active<T>, finish: FinishReason) -> DecodeDone<T> {
             text,
             n_generated: active.n_generated,
             finish,
+            spec: active.spec.map(|s| s.stats),
         },
     }
 }
@@ -432,6 +672,7 @@ fn start<T>(
     s: usize,
     job: DecodeJob<T>,
     sampler: JobSampler,
+    spec: Option<JobSpec>,
 ) {
     let prompt = &job.prompt;
     let own = common_prefix(&slots[s].cached, prompt);
@@ -485,6 +726,7 @@ fn start<T>(
         utf8: Utf8Stream::default(),
         raw: String::new(),
         streamed: 0,
+        spec,
     });
 }
 

@@ -20,8 +20,8 @@ mod speculative;
 
 pub use backend::{backend, default_threads};
 pub use batch::{
-    run_batch, BatchFeed, DecodeDone, DecodeJob, FinishReason, JobOutcome, TokenEvent,
-    TokenLogprob, TokenText,
+    run_batch, BatchFeed, BatchSpeculation, DecodeDone, DecodeJob, FinishReason, JobOutcome,
+    TokenEvent, TokenLogprob, TokenText,
 };
 pub use bench::{run_test, TestParams};
 pub use context::ContextSpec;

@@ -68,10 +68,6 @@ fn model_vocab_facts(model: &LlamaModel) -> VocabFacts {
     }
 }
 
-/// The draft model's stop rule: drafting ends where its own top probability falls
-/// below this (a token it is unsure of is likely rejected, and ends the draft anyway).
-pub const DRAFT_P_MIN: f32 = 0.3;
-
 /// A small model drafting for up to `n_seq` sequences, one KV stream each.
 pub struct ModelDrafter<'m> {
     model: &'m Model,
@@ -80,6 +76,9 @@ pub struct ModelDrafter<'m> {
     cached: Vec<Vec<LlamaToken>>,
     n_batch: usize,
     n_ctx_seq: usize,
+    /// Drafting stops where the draft's top probability falls below this (never
+    /// before its first token).
+    p_min: f32,
     /// Milliseconds the last [`Self::draft`] spent catching up on a long history (a new
     /// prompt), which is not the cost of drafting.
     pub catchup_ms: f64,
@@ -95,7 +94,11 @@ pub struct DraftAsk<'a> {
 }
 
 impl<'m> ModelDrafter<'m> {
-    pub fn new(model: &'m Model, spec: &ContextSpec) -> Result<ModelDrafter<'m>, EngineError> {
+    pub fn new(
+        model: &'m Model,
+        spec: &ContextSpec,
+        p_min: f32,
+    ) -> Result<ModelDrafter<'m>, EngineError> {
         let ctx = new_context(model, spec)?;
         Ok(ModelDrafter {
             model,
@@ -103,6 +106,7 @@ impl<'m> ModelDrafter<'m> {
             n_ctx_seq: spec.ctx_per_seq() as usize,
             cached: vec![Vec::new(); spec.n_seq.max(1) as usize],
             ctx,
+            p_min,
             catchup_ms: 0.0,
         })
     }
@@ -114,10 +118,8 @@ impl<'m> ModelDrafter<'m> {
         // Catch up: bring each sequence's draft KV to history + next. All but the last
         // missing token go in batches without logits; the last ones share one batch,
         // whose logits start the drafts.
-        let mut batch = LlamaBatch::new(self.n_batch, n_seqs);
-        let mut n_in = 0usize;
-        let started = std::time::Instant::now();
-        let mut lasts: Vec<(usize, usize, LlamaToken, usize)> = Vec::new();
+        // Each sequence's missing tokens, after dropping what no longer matches.
+        let mut missing: Vec<(usize, usize, Vec<LlamaToken>)> = Vec::new();
         for (r, ask) in asks.iter().enumerate() {
             let total = ask.history.len() + 1;
             // Nothing asked, or no room for drafts in this sequence's context.
@@ -144,44 +146,78 @@ impl<'m> ModelDrafter<'m> {
                 }
                 cached.truncate(keep);
             }
-            let missing: Vec<LlamaToken> = ask
+            let tokens: Vec<LlamaToken> = ask
                 .history
                 .iter()
                 .copied()
                 .chain(std::iter::once(ask.next))
                 .skip(keep)
                 .collect();
-            let (&last, before) = missing.split_last().expect("at least `next` is missing");
-            for (i, &tok) in before.iter().enumerate() {
-                if n_in == self.n_batch {
-                    self.decode(&mut batch)?;
-                    n_in = 0;
+            missing.push((r, keep, tokens));
+        }
+        // Catch up. In the usual cycle only a token or two per sequence are missing:
+        // they go in one batch, with logits on each sequence's last token, which starts
+        // its draft. A long catch-up (a new prompt) first goes in batches of its own,
+        // without logits.
+        let started = std::time::Instant::now();
+        let total: usize = missing.iter().map(|(_, _, t)| t.len()).sum();
+        let mut batch = LlamaBatch::new(self.n_batch.max(asks.len()), n_seqs);
+        if total > self.n_batch {
+            let mut n_in = 0usize;
+            for (r, keep, tokens) in &mut missing {
+                let seq = asks[*r].seq;
+                let last = tokens.pop().expect("at least `next` is missing");
+                for (i, &tok) in tokens.iter().enumerate() {
+                    if n_in == self.n_batch {
+                        self.decode(&mut batch)?;
+                        n_in = 0;
+                    }
+                    batch
+                        .add(tok, (*keep + i) as i32, &[seq as i32], false)
+                        .map_err(|e| EngineError::Decode(e.to_string()))?;
+                    n_in += 1;
                 }
+                self.cached[seq].extend_from_slice(tokens);
+                *keep += tokens.len();
+                *tokens = vec![last];
+            }
+            if n_in > 0 {
+                self.decode(&mut batch)?;
+            }
+        }
+        // Steady drafting leaves one or two tokens per sequence to catch up; a batch
+        // wider than that is catching up on a new prompt or on steps taken without
+        // drafting, and is timed as catch-up.
+        let steady = total <= 2 * missing.len();
+        let mut rows: Vec<Option<i32>> = vec![None; asks.len()];
+        let mut n_in = 0i32;
+        for (r, keep, tokens) in &missing {
+            let seq = asks[*r].seq;
+            for (i, &tok) in tokens.iter().enumerate() {
+                let last = i + 1 == tokens.len();
                 batch
-                    .add(tok, (keep + i) as i32, &[ask.seq as i32], false)
+                    .add(tok, (*keep + i) as i32, &[seq as i32], last)
                     .map_err(|e| EngineError::Decode(e.to_string()))?;
+                if last {
+                    rows[*r] = Some(n_in);
+                }
                 n_in += 1;
             }
-            lasts.push((r, ask.seq, last, keep + before.len()));
-            self.cached[ask.seq].extend_from_slice(&missing);
+            self.cached[seq].extend_from_slice(tokens);
         }
         if n_in > 0 {
             self.decode(&mut batch)?;
         }
-        self.catchup_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let mut rows: Vec<Option<i32>> = vec![None; asks.len()];
-        for (row, &(r, seq, tok, pos)) in lasts.iter().enumerate() {
-            batch
-                .add(tok, pos as i32, &[seq as i32], true)
-                .map_err(|e| EngineError::Decode(e.to_string()))?;
-            rows[r] = Some(row as i32);
-        }
-        if !lasts.is_empty() {
-            self.decode(&mut batch)?;
-        }
+        self.catchup_ms = if steady {
+            0.0
+        } else {
+            started.elapsed().as_secs_f64() * 1000.0
+        };
+        let lasts: Vec<(usize, usize)> =
+            missing.iter().map(|(r, _, _)| (*r, asks[*r].seq)).collect();
         let live: Vec<(usize, usize, usize)> = lasts
             .iter()
-            .map(|&(r, seq, _, _)| (r, seq, asks[r].max))
+            .map(|&(r, seq)| (r, seq, asks[r].max))
             .collect();
         let mut drafts: Vec<Vec<LlamaToken>> = vec![Vec::new(); asks.len()];
         let mut out = Vec::new();
@@ -215,7 +251,7 @@ impl<'m> ModelDrafter<'m> {
                     continue;
                 };
                 let (tok, p) = top_token(self.ctx.get_logits_ith(row));
-                if p < DRAFT_P_MIN || self.model.is_eog(tok) {
+                if (p < self.p_min && !drafts[j].is_empty()) || self.model.is_eog(tok) {
                     going[j] = false;
                     continue;
                 }
@@ -298,7 +334,7 @@ impl<'m> Speculation<'m> {
         limits: DraftLimits,
     ) -> Result<Speculation<'m>, EngineError> {
         Ok(Speculation {
-            drafter: Drafter::Model(Box::new(ModelDrafter::new(draft, spec)?)),
+            drafter: Drafter::Model(Box::new(ModelDrafter::new(draft, spec, limits.p_min)?)),
             lookup: NgramLookup::new(),
             tuner: DraftTuner::new(limits, 0.7),
             stats: SpecStats::default(),

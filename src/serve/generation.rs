@@ -89,6 +89,8 @@ pub struct Answer {
     pub n_generated: usize,
     /// When the first token came (for Ollama's prompt/eval split).
     pub first_token: Option<Instant>,
+    /// Speculation counters, when the server drafts.
+    pub spec: Option<crate::speculative::SpecStats>,
 }
 
 /// What a job's end means for its client, when it is not a finished answer.
@@ -133,9 +135,11 @@ pub async fn collect(state: &AppState, mut a: Admitted) -> Result<Answer, ApiErr
                         text,
                         n_generated,
                         finish,
+                        spec,
                     },
                 ..
             } => {
+                answer.spec = spec;
                 let reply: Reply = reply_parser(a.split, a.tools.as_ref()).parse_all(&text);
                 answer.reasoning = reply.reasoning;
                 answer.content = reply.content;
@@ -211,6 +215,7 @@ impl Pieces {
             text,
             n_generated,
             finish,
+            ..
         } = outcome
         else {
             return vec![Piece::Failed(outcome_error(n_prompt, &outcome, stopping))];

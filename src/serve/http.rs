@@ -29,9 +29,17 @@ use super::state::{
 };
 use super::worker::{serve_jobs, JobQueue};
 use super::{ollama_routes, openai_routes};
-use crate::engine::{ContextSpec, Model};
+use crate::engine::{BatchSpeculation, ContextSpec, Model};
 use crate::hub::store::now_unix;
 use crate::request::prepare::JobDefaults;
+use crate::speculative::DraftLimits;
+
+/// What the engine thread loads: the model, and the draft model with its context
+/// when speculation uses one.
+pub struct ServedModels {
+    pub model: Model,
+    pub draft: Option<(Model, ContextSpec)>,
+}
 
 /// Everything `edge serve` was asked for.
 pub struct ServeConfig {
@@ -48,6 +56,9 @@ pub struct ServeConfig {
     pub spec: ContextSpec,
     /// `sha256` of the model file when the store already knows it.
     pub known_sha256: Option<String>,
+    /// Draft limits when the server speculates (with the draft model `load` gives, or
+    /// by lookup without one).
+    pub speculation: Option<DraftLimits>,
 }
 
 impl IntoResponse for ApiError {
@@ -226,7 +237,7 @@ async fn shutdown_signal() {
 /// taken or the model fails to load.
 pub fn serve(
     config: ServeConfig,
-    load: Box<dyn FnOnce() -> Result<Model> + Send>,
+    load: Box<dyn FnOnce() -> Result<ServedModels> + Send>,
     on_ready: Box<dyn FnOnce(&Model) + Send>,
 ) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -239,7 +250,7 @@ pub fn serve(
 
 async fn serve_async(
     config: ServeConfig,
-    load: Box<dyn FnOnce() -> Result<Model> + Send>,
+    load: Box<dyn FnOnce() -> Result<ServedModels> + Send>,
     on_ready: Box<dyn FnOnce(&Model) + Send>,
 ) -> Result<()> {
     let addr = format!("{}:{}", config.host, config.port);
@@ -290,22 +301,33 @@ async fn serve_async(
     let (engine_done_tx, mut engine_done) = tokio::sync::watch::channel(false);
     let engine = {
         let (state, failed, spec) = (state.clone(), load_failed.clone(), config.spec.clone());
+        let speculation = config.speculation;
         std::thread::Builder::new()
             .name("edge-engine".into())
             .spawn(move || {
                 match load() {
-                    Ok(model) => {
+                    Ok(ServedModels { model, draft }) => {
                         let model = Arc::new(model);
+                        let speculation = speculation.map(|limits| BatchSpeculation {
+                            draft: draft.as_ref().map(|(m, spec)| (m, spec.clone())),
+                            limits,
+                        });
                         let _ = state.model.set(model.clone());
                         on_ready(&model);
                         state.status.store(READY, Ordering::SeqCst);
-                        if let Err(e) =
-                            serve_jobs(&model, &spec, queue_rx, &state.metrics, &state.stop, &|e| {
+                        if let Err(e) = serve_jobs(
+                            &model,
+                            &spec,
+                            queue_rx,
+                            &state.metrics,
+                            &state.stop,
+                            speculation.as_ref(),
+                            &|e| {
                                 eprintln!(
                                     "edge: {e}; the requests in flight failed, serving goes on"
                                 )
-                            })
-                        {
+                            },
+                        ) {
                             *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.into());
                         }
                     }

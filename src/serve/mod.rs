@@ -16,4 +16,4 @@ pub mod protocol;
 pub mod state;
 pub mod worker;
 
-pub use http::{serve, ServeConfig};
+pub use http::{serve, ServeConfig, ServedModels};

@@ -144,7 +144,7 @@ pub async fn chat_completions(
         prompt: a.n_prompt,
         completion: a.n_generated,
     };
-    Ok(axum::Json(chat_completion(
+    let mut body = chat_completion(
         &meta,
         &a.content,
         &a.reasoning,
@@ -152,8 +152,11 @@ pub async fn chat_completions(
         a.finish,
         logprobs,
         usage,
-    ))
-    .into_response())
+    );
+    if let Some(spec) = &a.spec {
+        body["timings"] = spec.timings_json();
+    }
+    Ok(axum::Json(body).into_response())
 }
 
 struct CompletionFormat {
@@ -218,14 +221,11 @@ pub async fn completions(
         prompt: a.n_prompt,
         completion: a.n_generated,
     };
-    Ok(axum::Json(completion(
-        &meta,
-        &a.content,
-        Some(a.finish),
-        logprobs,
-        Some(usage),
-    ))
-    .into_response())
+    let mut body = completion(&meta, &a.content, Some(a.finish), logprobs, Some(usage));
+    if let Some(spec) = &a.spec {
+        body["timings"] = spec.timings_json();
+    }
+    Ok(axum::Json(body).into_response())
 }
 
 /// The loaded model first, then the others in edge's store (loadable by restarting

@@ -14,8 +14,8 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use super::metrics::Metrics;
 use crate::engine::{
-    run_batch, BatchFeed, ContextSpec, DecodeDone, DecodeJob, EngineError, JobOutcome, Model,
-    TokenEvent,
+    run_batch, BatchFeed, BatchSpeculation, ContextSpec, DecodeDone, DecodeJob, EngineError,
+    JobOutcome, Model, TokenEvent,
 };
 
 /// What a handler hears about its job.
@@ -202,6 +202,7 @@ pub fn serve_jobs(
     queue: QueueReceiver,
     metrics: &Metrics,
     stop: &AtomicBool,
+    speculation: Option<&BatchSpeculation<'_>>,
     on_error: &dyn Fn(&EngineError),
 ) -> Result<(), EngineError> {
     let mut failures = 0u32;
@@ -211,7 +212,7 @@ pub fn serve_jobs(
             metrics,
             stop,
         };
-        let result = run_batch(model, spec, &mut feed, stop);
+        let result = run_batch(model, spec, &mut feed, stop, speculation);
         metrics.slots_cleared();
         match result {
             Ok(()) => {}

@@ -139,7 +139,11 @@ mod tests {
     use super::*;
 
     fn limits(max: usize) -> DraftLimits {
-        DraftLimits { max, min: 1 }
+        DraftLimits {
+            max,
+            min: 1,
+            p_min: 0.0,
+        }
     }
 
     #[test]
@@ -213,7 +217,14 @@ mod tests {
 
     #[test]
     fn limits_bound_the_length() {
-        let mut t = DraftTuner::new(DraftLimits { max: 3, min: 2 }, 0.99);
+        let mut t = DraftTuner::new(
+            DraftLimits {
+                max: 3,
+                min: 2,
+                p_min: 0.0,
+            },
+            0.99,
+        );
         t.record(Cycle {
             drafted: 0,
             accepted: 0,
@@ -222,7 +233,14 @@ mod tests {
         });
         let k = t.next_len();
         assert!((2..=3).contains(&k), "{k}");
-        let mut off = DraftTuner::new(DraftLimits { max: 0, min: 0 }, 0.99);
+        let mut off = DraftTuner::new(
+            DraftLimits {
+                max: 0,
+                min: 0,
+                p_min: 0.0,
+            },
+            0.99,
+        );
         off.record(Cycle {
             drafted: 0,
             accepted: 0,
@@ -230,5 +248,191 @@ mod tests {
             verify_ms: 10.0,
         });
         assert_eq!(off.next_len(), 0);
+    }
+}
+
+/// Draft lengths a [`LengthBandit`] tries.
+const BANDIT_ARMS: [usize; 7] = [0, 1, 2, 4, 6, 8, 16];
+/// Times each length is tried before the best is exploited.
+const BANDIT_WARMUP: u32 = 2;
+/// After this many steps a length next to the best is tried again; the wait doubles
+/// each time that length proves no better, up to [`BANDIT_EXPLORE_MAX`] (a probe after
+/// plain steps makes a draft model catch up on every token it missed).
+const BANDIT_EXPLORE_EVERY: u32 = 16;
+const BANDIT_EXPLORE_MAX: u32 = 1024;
+
+/// The draft length for continuous batching, where sequences share each decode step:
+/// whether drafting pays depends on how many sequences run and how wide the batch
+/// already is, which a per-sequence cost model does not see. So the run measures it:
+/// each length's generated tokens per millisecond of whole steps, tried in turn and
+/// then exploited, with a neighbour of the best retried now and then as the mix of
+/// jobs changes.
+#[derive(Debug, Clone)]
+pub struct LengthBandit {
+    arms: Vec<usize>,
+    rate: Vec<Option<f64>>,
+    tries: Vec<u32>,
+    steps: u32,
+    flip: bool,
+    explore_every: u32,
+    /// The arm being explored, whose next record decides the next wait.
+    exploring: Option<usize>,
+}
+
+impl LengthBandit {
+    pub fn new(limits: DraftLimits) -> LengthBandit {
+        let mut arms: Vec<usize> = BANDIT_ARMS
+            .iter()
+            .copied()
+            .filter(|&k| k == 0 || (k >= limits.min && k <= limits.max))
+            .collect();
+        if limits.max > 0 && !arms.contains(&limits.max) {
+            arms.push(limits.max);
+        }
+        LengthBandit {
+            rate: vec![None; arms.len()],
+            tries: vec![0; arms.len()],
+            arms,
+            steps: 0,
+            flip: false,
+            explore_every: BANDIT_EXPLORE_EVERY,
+            exploring: None,
+        }
+    }
+
+    fn best(&self) -> usize {
+        (0..self.arms.len())
+            .max_by(|&a, &b| {
+                let (ra, rb) = (self.rate[a].unwrap_or(0.0), self.rate[b].unwrap_or(0.0));
+                ra.total_cmp(&rb)
+            })
+            .unwrap_or(0)
+    }
+
+    /// The draft length for the next step.
+    pub fn choose(&mut self) -> usize {
+        self.steps += 1;
+        if let Some(i) = (0..self.arms.len()).find(|&i| self.tries[i] < BANDIT_WARMUP) {
+            return self.arms[i];
+        }
+        let best = self.best();
+        if self.steps >= self.explore_every {
+            self.steps = 0;
+            self.flip = !self.flip;
+            let mut next = if self.flip {
+                (best + 1).min(self.arms.len() - 1)
+            } else {
+                best.saturating_sub(1)
+            };
+            if next == best {
+                next = if best == 0 { 1 } else { best - 1 }.min(self.arms.len() - 1);
+            }
+            self.exploring = Some(next);
+            return self.arms[next];
+        }
+        self.arms[best]
+    }
+
+    /// Records a step drafted at length `k` that generated `tokens` in `ms`.
+    pub fn record(&mut self, k: usize, tokens: usize, ms: f64) {
+        let Some(i) = self.arms.iter().position(|&a| a == k) else {
+            return;
+        };
+        // A step too short to time still counts as a try, so warm-up always ends.
+        self.tries[i] += 1;
+        if ms > 0.0 {
+            let r = tokens as f64 / ms;
+            self.rate[i] = Some(self.rate[i].map_or(r, |old| 0.7 * old + 0.3 * r));
+        }
+        // Warm-up goes up in length; once a length is clearly slower than a shorter
+        // one, longer ones are not tried (the rate has one peak).
+        if self.tries[i] == BANDIT_WARMUP && self.tries[..i].iter().all(|&t| t >= BANDIT_WARMUP) {
+            let before = self.rate[..i].iter().flatten().copied().fold(0.0, f64::max);
+            if self.rate[i].unwrap_or(0.0) < 0.8 * before {
+                for t in &mut self.tries[i + 1..] {
+                    *t = (*t).max(BANDIT_WARMUP);
+                }
+            }
+        }
+        if self.exploring == Some(i) {
+            self.exploring = None;
+            self.explore_every = if self.best() == i {
+                BANDIT_EXPLORE_EVERY
+            } else {
+                (self.explore_every * 2).min(BANDIT_EXPLORE_MAX)
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod bandit_tests {
+    use super::*;
+
+    /// Tokens per ms of a made-up machine where drafting `k` gives `gain(k)`.
+    fn run(gain: impl Fn(usize) -> f64, steps: usize) -> LengthBandit {
+        let mut b = LengthBandit::new(DraftLimits::default());
+        for _ in 0..steps {
+            let k = b.choose();
+            b.record(k, 10, 10.0 / gain(k));
+        }
+        b
+    }
+
+    #[test]
+    fn it_settles_on_the_fastest_length() {
+        // Drafting costs more than it gains: plain steps win.
+        let mut b = run(|k| 1.0 - 0.05 * k as f64, 200);
+        let picks: Vec<usize> = (0..32).map(|_| b.choose()).collect();
+        assert!(picks.iter().filter(|&&k| k == 0).count() >= 30, "{picks:?}");
+        // A peak at 4.
+        let mut b = run(|k| 2.0 - (k as f64 - 4.0).abs() * 0.1, 200);
+        let picks: Vec<usize> = (0..32).map(|_| b.choose()).collect();
+        assert!(picks.iter().filter(|&&k| k == 4).count() >= 30, "{picks:?}");
+    }
+
+    #[test]
+    fn warm_up_stops_climbing_once_longer_drafts_are_slower() {
+        let mut b = LengthBandit::new(DraftLimits::default());
+        let mut tried = Vec::new();
+        for _ in 0..(2 * BANDIT_WARMUP as usize + 2) {
+            let k = b.choose();
+            tried.push(k);
+            // Drafting halves the speed.
+            b.record(k, 10, if k == 0 { 10.0 } else { 20.0 });
+        }
+        assert!(tried.iter().all(|&k| k <= 1), "{tried:?}");
+    }
+
+    #[test]
+    fn exploring_a_worse_length_backs_off() {
+        let mut b = run(|k| 1.0 - 0.05 * k as f64, 40);
+        let mut explored = Vec::new();
+        for step in 0..3000 {
+            let k = b.choose();
+            if k != 0 {
+                explored.push(step);
+            }
+            b.record(k, 10, 10.0 / (1.0 - 0.05 * k as f64));
+        }
+        let gaps: Vec<usize> = explored.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps.windows(2).all(|g| g[1] >= g[0]), "{gaps:?}");
+        assert_eq!(*gaps.last().unwrap() as u32, BANDIT_EXPLORE_MAX, "{gaps:?}");
+    }
+
+    #[test]
+    fn arms_respect_the_limits() {
+        let mut b = LengthBandit::new(DraftLimits {
+            max: 5,
+            min: 2,
+            p_min: 0.0,
+        });
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..100 {
+            let k = b.choose();
+            seen.insert(k);
+            b.record(k, 1, 1.0);
+        }
+        assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec![0, 2, 4, 5]);
     }
 }
