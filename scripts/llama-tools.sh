@@ -24,7 +24,8 @@ llama_tools_source() {
   local stamp="$SCRATCH/llama.cpp/.edge-llama-cpp-sys-2"
   if [ -d "$SCRATCH/llama.cpp/tools" ] && [ -d "$SCRATCH/llama.cpp/scripts" ] \
     && [ "$(cat "$stamp" 2>/dev/null)" = "$LLAMA_SYS_VER" ]; then
-    return 0
+    llama_tools_examples
+    return $?
   fi
   local src
   src="$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/llama-cpp-sys-2-$LLAMA_SYS_VER/llama.cpp 2>/dev/null | head -1)"
@@ -50,6 +51,23 @@ llama_tools_source() {
   # same here. The engine (src/, ggml/) stays the crate's.
   sed -i 's/fs_open_ifstream(\([^,]*\), /std::ifstream(\1, /' "$SCRATCH/llama.cpp/tools/server/server-mcp.cpp"
   echo "$LLAMA_SYS_VER" > "$stamp"
+  llama_tools_examples
+}
+
+# examples/ from the sdist (the crate ships only their READMEs), for
+# llama-speculative-simple and llama-lookup (scripts/bench-spec.sh); added to a copy
+# made before they were wanted without rebuilding it.
+llama_tools_examples() {
+  [ -f "$SCRATCH/llama.cpp/examples/lookup/lookup.cpp" ] && return 0
+  local sdist="${EDGE_LLAMA_SDIST:-$SCRATCH/llama_cpp_python-$LLAMA_SDIST_VER.tar.gz}"
+  [ -f "$sdist" ] || python3 -m pip download --quiet --no-deps --no-binary :all: \
+    "llama-cpp-python==$LLAMA_SDIST_VER" -d "$SCRATCH" || return 1
+  sdist="${EDGE_LLAMA_SDIST:-$SCRATCH/llama_cpp_python-$LLAMA_SDIST_VER.tar.gz}"
+  echo "$LLAMA_SDIST_SHA  $sdist" | sha256sum --quiet -c - \
+    || { echo "llama-tools: sha256 mismatch for $sdist" >&2; return 1; }
+  tar xzf "$sdist" -C "$SCRATCH" "llama_cpp_python-$LLAMA_SDIST_VER/vendor/llama.cpp/examples" || return 1
+  rm -rf "$SCRATCH/llama.cpp/examples"
+  cp -r "$SCRATCH/llama_cpp_python-$LLAMA_SDIST_VER/vendor/llama.cpp/examples" "$SCRATCH/llama.cpp/examples"
 }
 
 # Builds the named targets (llama-bench, llama-quantize, llama-imatrix, llama-perplexity,
@@ -63,7 +81,7 @@ llama_tools() {
       -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON \
       -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_OPENMP=ON -DGGML_CCACHE=OFF \
       -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF \
-      -DLLAMA_BUILD_MTMD=ON -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+      -DLLAMA_BUILD_MTMD=ON -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=ON \
       -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF >/dev/null || return 1
   fi
   # Caches made before llama-server was wanted: turn the server (and mtmd, which it
@@ -71,6 +89,11 @@ llama_tools() {
   if grep -q "LLAMA_BUILD_SERVER:BOOL=OFF" "$SCRATCH/build/CMakeCache.txt"; then
     cmake -S "$SCRATCH/llama.cpp" -B "$SCRATCH/build" -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_MTMD=ON \
       -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF >/dev/null || return 1
+  fi
+  # Caches made before the examples were wanted: turn them on (only the targets asked
+  # for are built).
+  if grep -q "LLAMA_BUILD_EXAMPLES:BOOL=OFF" "$SCRATCH/build/CMakeCache.txt"; then
+    cmake -S "$SCRATCH/llama.cpp" -B "$SCRATCH/build" -DLLAMA_BUILD_EXAMPLES=ON >/dev/null || return 1
   fi
   local missing=() t
   for t in "$@"; do
