@@ -202,11 +202,7 @@ pub fn plan_file(
     verbose: bool,
 ) -> Result<PlannedModel, LoadError> {
     let placement = placement.with_rpc_devices(verbose)?;
-    let gguf = open_header(path)?;
-    let shape = ModelShape::from_gguf(&gguf).map_err(|source| LoadError::Shape {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let shape = open_shape(path)?;
     let profile = placement.device_profile()?;
     let request = placement.plan_request(ctx, parallel)?;
     let plan = plan(&shape, &profile, &request);
@@ -249,15 +245,8 @@ pub fn plan_pair_files(
         reason,
     })?;
     let placement = placement.with_rpc_devices(verbose)?;
-    let shape_of = |path: &Path| {
-        let gguf = open_header(path)?;
-        ModelShape::from_gguf(&gguf).map_err(|source| LoadError::Shape {
-            path: path.to_path_buf(),
-            source,
-        })
-    };
-    let target_shape = shape_of(target_path)?;
-    let draft_shape = shape_of(draft_path)?;
+    let target_shape = open_shape(target_path)?;
+    let draft_shape = open_shape(draft_path)?;
     let profile = placement.device_profile()?;
     let request = placement.plan_request(ctx, parallel)?;
     let pair = plan_pair(&target_shape, &draft_shape, &profile, &request, max_draft);
@@ -282,6 +271,15 @@ pub fn plan_pair_files(
         target: planned(target_path, label, target_shape, pair.target),
         draft,
         forecast: pair.forecast,
+    })
+}
+
+/// What the planner needs of the local model file `path` (every shard's tensors).
+fn open_shape(path: &Path) -> Result<ModelShape, LoadError> {
+    let gguf = open_header(path)?;
+    ModelShape::from_gguf(&gguf).map_err(|source| LoadError::Shape {
+        path: path.to_path_buf(),
+        source,
     })
 }
 

@@ -33,4 +33,4 @@ pub use logits::{imatrix_collect, tokenize_text, LogitsRunner};
 pub use model::{ChatTemplateChoice, LoadOptions, Model, Placement};
 pub use sampling::{json_schema_grammar, GrammarSpec, Sampling, SamplingError};
 pub use session::{GenOutput, GenRequest, Session, StopReason, Utf8Stream};
-pub use speculative::{vocab_facts, DraftAsk, ModelDrafter, Speculation};
+pub use speculative::{vocab_facts, Speculation};

@@ -92,30 +92,6 @@ impl<'m> Session<'m> {
         self.spec = spec;
     }
 
-    /// The speculation counters so far (all replies of this session).
-    pub fn spec_stats(&self) -> Option<SpecStats> {
-        self.spec.as_ref().map(|s| s.stats)
-    }
-
-    /// Decodes `tokens` at the end of the cache with logits for each (a target token
-    /// and the drafts after it).
-    fn decode_verify(&mut self, tokens: &[LlamaToken]) -> Result<(), EngineError> {
-        if tokens.len() == 1 {
-            return self.decode_append(tokens);
-        }
-        let mut batch = LlamaBatch::new(tokens.len(), 1);
-        for (i, &tok) in tokens.iter().enumerate() {
-            batch
-                .add(tok, (self.kv_tokens.len() + i) as i32, &[0], true)
-                .map_err(|e| EngineError::Decode(e.to_string()))?;
-        }
-        self.ctx
-            .decode(&mut batch)
-            .map_err(|e| EngineError::Decode(e.to_string()))?;
-        self.kv_tokens.extend_from_slice(tokens);
-        Ok(())
-    }
-
     /// Drops the cache after its first `keep` tokens.
     fn truncate_kv(&mut self, keep: usize) -> Result<(), EngineError> {
         let removed = self
@@ -152,7 +128,7 @@ impl<'m> Session<'m> {
         raw.push_str(&decoder.flush());
         raw.push_str(&close);
         emit(parser.push(&close));
-        self.decode_append(&forced)?;
+        self.decode_append(&forced, false)?;
         Ok(true)
     }
 
@@ -165,9 +141,13 @@ impl<'m> Session<'m> {
         self.kv_tokens.len()
     }
 
-    /// Decodes `tokens` at the end of the KV cache, in n_batch chunks; logits only for
-    /// the last token.
-    fn decode_append(&mut self, tokens: &[LlamaToken]) -> Result<(), EngineError> {
+    /// Decodes `tokens` at the end of the KV cache, in n_batch chunks; logits for the
+    /// last token, or for each with `every_logit` (a target token and its drafts).
+    fn decode_append(
+        &mut self,
+        tokens: &[LlamaToken],
+        every_logit: bool,
+    ) -> Result<(), EngineError> {
         let mut batch = LlamaBatch::new(self.n_batch as usize, 1);
         let total = tokens.len();
         for (chunk_idx, chunk) in tokens.chunks(self.n_batch as usize).enumerate() {
@@ -177,7 +157,7 @@ impl<'m> Session<'m> {
                 let pos = self.kv_tokens.len() + i;
                 let last = base + i + 1 == total;
                 batch
-                    .add(tok, pos as i32, &[0], last)
+                    .add(tok, pos as i32, &[0], last || every_logit)
                     .map_err(|e| EngineError::Decode(e.to_string()))?;
             }
             self.ctx
@@ -215,7 +195,7 @@ impl<'m> Session<'m> {
             }
         }
         let tail = &prompt[keep..];
-        self.decode_append(tail)?;
+        self.decode_append(tail, false)?;
         Ok(tail.len())
     }
 
@@ -253,7 +233,7 @@ impl<'m> Session<'m> {
         let mut stop = StopReason::MaxTokens;
         let t1 = Instant::now();
         let mut spec = self.spec.take();
-        let spec_before = spec.as_ref().map(|s| s.stats);
+        let mut spec_stats = SpecStats::default();
 
         let mut emit = |segs: Vec<Segment>, reasoning: &mut String, answer: &mut String| {
             for s in segs {
@@ -313,12 +293,10 @@ impl<'m> Session<'m> {
                 }
                 emit(segs, &mut reasoning, &mut answer);
                 let is_draft = drafts.get(matched) == Some(&token);
-                if let Some(s) = spec.as_mut() {
-                    if is_draft {
-                        s.stats.accepted += 1;
-                    } else {
-                        s.stats.target_steps += 1;
-                    }
+                if is_draft {
+                    spec_stats.accepted += 1;
+                } else {
+                    spec_stats.target_steps += 1;
                 }
                 if is_draft {
                     matched += 1;
@@ -363,7 +341,7 @@ impl<'m> Session<'m> {
             }
             if force_close {
                 let closed = pending
-                    .map_or(Ok(()), |t| self.decode_append(&[t]))
+                    .map_or(Ok(()), |t| self.decode_append(&[t], false))
                     .and_then(|()| {
                         self.force_close(&mut raw, &mut decoder, &mut parser, &mut |s| {
                             emit(s, &mut reasoning, &mut answer)
@@ -397,13 +375,13 @@ impl<'m> Session<'m> {
                 if k > 0 {
                     draft_ms -= s.catchup_ms();
                 }
-                s.stats.drafted += drafts.len() as u64;
+                spec_stats.drafted += drafts.len() as u64;
             }
             let t_verify = Instant::now();
             let mut tokens = Vec::with_capacity(drafts.len() + 1);
             tokens.push(next);
             tokens.extend_from_slice(&drafts);
-            if let Err(e) = self.decode_verify(&tokens) {
+            if let Err(e) = self.decode_append(&tokens, true) {
                 break 'gen Err(e);
             }
             cycle = Some(Cycle {
@@ -413,15 +391,7 @@ impl<'m> Session<'m> {
                 verify_ms: t_verify.elapsed().as_secs_f64() * 1000.0,
             });
         };
-        let spec_stats = spec.as_ref().map(|s| {
-            let mut d = s.stats;
-            if let Some(b) = spec_before {
-                d.drafted -= b.drafted;
-                d.accepted -= b.accepted;
-                d.target_steps -= b.target_steps;
-            }
-            d
-        });
+        let spec_stats = spec.is_some().then_some(spec_stats);
         self.spec = spec;
         result?;
         let tail = decoder.flush();

@@ -24,7 +24,7 @@ use crate::gguf_info::{check_loadable, GgufFile};
 use crate::speculative::lookup::NgramLookup;
 use crate::speculative::tuner::{Cycle, DraftTuner};
 use crate::speculative::vocab::VocabFacts;
-use crate::speculative::{DraftLimits, SpecStats};
+use crate::speculative::DraftLimits;
 
 /// The vocabulary facts of the model at `path`, read with llama.cpp's vocab-only load
 /// (no weights), after edge's own header checks.
@@ -285,14 +285,6 @@ impl<'m> ModelDrafter<'m> {
         batch.clear();
         r
     }
-
-    /// Forgets a sequence (its slot took another job).
-    pub fn forget(&mut self, seq: usize) {
-        if let Some(c) = self.cached.get_mut(seq) {
-            c.clear();
-            let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
-        }
-    }
 }
 
 /// The most likely token and its probability.
@@ -313,17 +305,14 @@ fn top_token(logits: &[f32]) -> (LlamaToken, f32) {
 /// Where drafts come from for one generation.
 pub enum Drafter<'m> {
     Model(Box<ModelDrafter<'m>>),
-    /// n-gram lookup in the sequence's own tokens, then in `shared` (what earlier jobs
-    /// of the run produced).
-    Lookup,
+    /// n-gram lookup in the conversation's own tokens.
+    Lookup(NgramLookup),
 }
 
-/// A chat session's speculation: the drafter, the draft-length tuner and the counters.
+/// A chat session's speculation: the drafter and the draft-length tuner.
 pub struct Speculation<'m> {
     drafter: Drafter<'m>,
-    lookup: NgramLookup,
     pub tuner: DraftTuner,
-    pub stats: SpecStats,
 }
 
 impl<'m> Speculation<'m> {
@@ -335,18 +324,14 @@ impl<'m> Speculation<'m> {
     ) -> Result<Speculation<'m>, EngineError> {
         Ok(Speculation {
             drafter: Drafter::Model(Box::new(ModelDrafter::new(draft, spec, limits.p_min)?)),
-            lookup: NgramLookup::new(),
             tuner: DraftTuner::new(limits, 0.7),
-            stats: SpecStats::default(),
         })
     }
 
     pub fn lookup(limits: DraftLimits) -> Speculation<'m> {
         Speculation {
-            drafter: Drafter::Lookup,
-            lookup: NgramLookup::new(),
+            drafter: Drafter::Lookup(NgramLookup::new()),
             tuner: DraftTuner::new(limits, 0.5),
-            stats: SpecStats::default(),
         }
     }
 
@@ -354,7 +339,7 @@ impl<'m> Speculation<'m> {
     pub(super) fn catchup_ms(&self) -> f64 {
         match &self.drafter {
             Drafter::Model(m) => m.catchup_ms,
-            Drafter::Lookup => 0.0,
+            Drafter::Lookup(_) => 0.0,
         }
     }
 
@@ -378,11 +363,10 @@ impl<'m> Speculation<'m> {
                 }])?
                 .pop()
                 .unwrap_or_default()),
-            Drafter::Lookup => {
+            Drafter::Lookup(lookup) => {
                 let ids: Vec<i32> = history.iter().map(|t| t.0).collect();
-                self.lookup.sync(&ids);
-                Ok(self
-                    .lookup
+                lookup.sync(&ids);
+                Ok(lookup
                     .draft(Some(next.0), max)
                     .into_iter()
                     .map(LlamaToken)
